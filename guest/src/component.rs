@@ -1,0 +1,158 @@
+//! The component's exports: the `llorch:gpt2/inference` interface and `wasi:cli/run`.
+
+use crate::error::Error;
+use crate::generation::{Finish, GenerateOptions, Generation, Step, StopReason};
+use crate::model::Model;
+use crate::sampler::SamplingParams;
+use std::cell::RefCell;
+use std::sync::Arc;
+
+wit_bindgen::generate!({ path: "../wit", world: "worker" });
+
+use exports::llorch::gpt2::inference as wit;
+
+struct Component;
+
+/// A loaded model, shared with the generations started from it.
+struct ModelResource(Arc<Model>);
+
+/// A generation; `next` takes `&self`, hence the cell.
+struct GenerationResource(RefCell<Generation>);
+
+impl From<Error> for wit::Error {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::InvalidModel(m) => wit::Error::InvalidModel(m),
+            Error::InvalidRequest(m) => wit::Error::InvalidRequest(m),
+            Error::ContextOverflow(m) => wit::Error::ContextOverflow(m),
+            Error::Io(m) => wit::Error::Io(m),
+        }
+    }
+}
+
+impl From<wit::GenerateOptions> for GenerateOptions {
+    fn from(o: wit::GenerateOptions) -> Self {
+        let s = o.sampling;
+        GenerateOptions {
+            max_tokens: o.max_tokens,
+            sampling: SamplingParams {
+                temperature: s.temperature,
+                top_k: s.top_k,
+                top_p: s.top_p,
+                min_p: s.min_p,
+                repetition_penalty: s.repetition_penalty,
+                seed: s.seed,
+            },
+            stop: o.stop,
+        }
+    }
+}
+
+impl From<Finish> for wit::Finish {
+    fn from(f: Finish) -> Self {
+        wit::Finish {
+            reason: match f.reason {
+                StopReason::MaxTokens => wit::StopReason::MaxTokens,
+                StopReason::Eos => wit::StopReason::Eos,
+                StopReason::StopSequence => wit::StopReason::StopSequence,
+            },
+            stop_sequence: f.stop_sequence,
+            tokens_out: f.tokens_out,
+            text: f.text,
+        }
+    }
+}
+
+impl wit::Guest for Component {
+    type Model = ModelResource;
+    type Generation = GenerationResource;
+
+    fn generate_text(model_path: String, prompt: String, options: wit::GenerateOptions) -> Result<String, wit::Error> {
+        let model = Arc::new(Model::open(&model_path)?);
+        let tokens = model.tokenizer.encode(&prompt);
+        let mut generation = Generation::new(model, &tokens, &options.into())?;
+        let mut text = String::new();
+        generation.run_to_end(|piece| text.push_str(piece));
+        Ok(text)
+    }
+}
+
+impl wit::GuestModel for ModelResource {
+    fn from_bytes(name: String, bytes: Vec<u8>) -> Result<wit::Model, wit::Error> {
+        let model = Model::from_bytes(&name, &bytes)?;
+        Ok(wit::Model::new(ModelResource(Arc::new(model))))
+    }
+
+    fn open(path: String) -> Result<wit::Model, wit::Error> {
+        Ok(wit::Model::new(ModelResource(Arc::new(Model::open(&path)?))))
+    }
+
+    fn info(&self) -> wit::ModelInfo {
+        let i = self.0.info().clone();
+        wit::ModelInfo {
+            name: i.name,
+            context_length: i.context_length,
+            vocab_size: i.vocab_size,
+            embedding_length: i.embedding_length,
+            block_count: i.block_count,
+            head_count: i.head_count,
+            feed_forward_length: i.feed_forward_length,
+            eos_token: i.eos_token,
+            parameter_count: i.parameter_count,
+            weight_type: i.weight_type,
+            weight_bytes: i.weight_bytes,
+            kv_cache_bytes: i.kv_cache_bytes,
+        }
+    }
+
+    fn tokenize(&self, text: String) -> Vec<u32> {
+        self.0.tokenizer.encode(&text)
+    }
+
+    fn detokenize(&self, tokens: Vec<u32>) -> Result<String, wit::Error> {
+        Ok(self.0.tokenizer.decode(&tokens)?)
+    }
+
+    fn logits(&self, tokens: Vec<u32>) -> Result<Vec<f32>, wit::Error> {
+        Ok(self.0.logits(&tokens)?)
+    }
+
+    fn checkpoints(&self, tokens: Vec<u32>) -> Result<Vec<wit::Tensor>, wit::Error> {
+        Ok(self
+            .0
+            .checkpoints(&tokens)?
+            .into_iter()
+            .map(|(name, shape, data)| wit::Tensor { name, shape: shape.into_iter().map(|d| d as u32).collect(), data })
+            .collect())
+    }
+
+    fn generate(&self, prompt: Vec<u32>, options: wit::GenerateOptions) -> Result<wit::Generation, wit::Error> {
+        let generation = Generation::new(self.0.clone(), &prompt, &options.into())?;
+        Ok(wit::Generation::new(GenerationResource(RefCell::new(generation))))
+    }
+}
+
+impl wit::GuestGeneration for GenerationResource {
+    fn next(&self) -> wit::Step {
+        match self.0.borrow_mut().next_step() {
+            Step::Prefill(done) => wit::Step::Prefill(done),
+            Step::Token { id, text } => wit::Step::Token(wit::Token { id, text }),
+            Step::Finished(finish) => wit::Step::Finished(finish.into()),
+        }
+    }
+}
+
+export!(Component);
+
+/// `wasi:cli/run`: the command-line front end in `crate::cli`.
+struct Command;
+
+impl wasip2::exports::cli::run::Guest for Command {
+    fn run() -> Result<(), ()> {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let code = crate::cli::main(&args, &mut std::io::stdout(), &mut std::io::stderr());
+        if code == 0 { Ok(()) } else { Err(()) }
+    }
+}
+
+wasip2::cli::command::export!(Command);

@@ -1,0 +1,154 @@
+//! One generation: prefill the prompt in chunks, then one token per step, with its own KV cache,
+//! sampler and text stream.
+
+use crate::cache::KvCache;
+use crate::error::{Error, Result};
+use crate::model::Model;
+use crate::sampler::{Sampler, SamplingParams};
+use crate::stream::{Released, TextStream};
+use std::sync::Arc;
+
+/// Prompt tokens processed per step, so that one step stays short enough to cancel between.
+pub const PREFILL_CHUNK: usize = 16;
+
+/// What a generation request asks for (mirrors the WIT `generate-options`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerateOptions {
+    pub max_tokens: u32,
+    pub sampling: SamplingParams,
+    pub stop: Vec<String>,
+}
+
+/// Why a generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    MaxTokens,
+    Eos,
+    StopSequence,
+}
+
+/// The end of a generation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finish {
+    pub reason: StopReason,
+    pub stop_sequence: Option<String>,
+    pub tokens_out: u32,
+    /// Held-back text released at the end.
+    pub text: String,
+}
+
+/// What one step did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Prompt tokens processed so far.
+    Prefill(u32),
+    /// A generated token and the text it releases.
+    Token { id: u32, text: String },
+    /// The generation is over.
+    Finished(Finish),
+}
+
+/// A generation in progress.
+pub struct Generation {
+    model: Arc<Model>,
+    cache: KvCache,
+    sampler: Sampler,
+    stream: TextStream,
+    /// Prompt followed by every generated token.
+    history: Vec<u32>,
+    prompt_len: usize,
+    max_tokens: u32,
+    generated: u32,
+    /// Logits for the next draw, once the prompt (or the last token) has been through the model.
+    logits: Option<Vec<f32>>,
+    /// Set once the generation has ended; returned by every later step.
+    finish: Option<Finish>,
+}
+
+impl Generation {
+    /// Checks the request and prepares a cache sized for prompt plus output.
+    pub fn new(model: Arc<Model>, prompt: &[u32], options: &GenerateOptions) -> Result<Self> {
+        if options.max_tokens == 0 {
+            return Err(Error::request("max_tokens must be at least 1"));
+        }
+        model.check_tokens(prompt, options.max_tokens as usize)?;
+        let sampler = Sampler::new(options.sampling)?;
+        let capacity = prompt.len() + options.max_tokens as usize;
+        Ok(Generation {
+            cache: model.new_cache(capacity),
+            model,
+            sampler,
+            stream: TextStream::new(&options.stop),
+            history: prompt.to_vec(),
+            prompt_len: prompt.len(),
+            max_tokens: options.max_tokens,
+            generated: 0,
+            logits: None,
+            finish: None,
+        })
+    }
+
+    /// Does one bounded piece of work.
+    pub fn next_step(&mut self) -> Step {
+        if let Some(finish) = &self.finish {
+            return Step::Finished(finish.clone());
+        }
+        let done = self.cache.len();
+        if done < self.prompt_len {
+            let end = (done + PREFILL_CHUNK).min(self.prompt_len);
+            let logits = self.model.gpt2.forward(&self.history[done..end], &mut self.cache, false, None);
+            if end == self.prompt_len {
+                self.logits = Some(logits);
+            }
+            return Step::Prefill(end as u32);
+        }
+        let mut logits = match self.logits.take() {
+            Some(logits) => logits,
+            None => {
+                let last = &self.history[self.history.len() - 1..];
+                self.model.gpt2.forward(last, &mut self.cache, false, None)
+            }
+        };
+        let id = self.sampler.sample(&mut logits, &self.history);
+        if id == self.model.tokenizer.eos() {
+            let finish = self.finish_record(StopReason::Eos, None);
+            self.finish = Some(finish.clone());
+            return Step::Finished(finish);
+        }
+        self.history.push(id);
+        self.generated += 1;
+        let bytes = self.model.tokenizer.token_bytes(id).unwrap_or_default();
+        let text = match self.stream.push(bytes) {
+            Released::Text(text) => {
+                if self.generated == self.max_tokens {
+                    self.finish = Some(self.finish_record(StopReason::MaxTokens, None));
+                }
+                text
+            }
+            Released::Stop { text, stop } => {
+                // The stream dropped everything from the stop string on, so nothing is left to release.
+                self.finish = Some(self.finish_record(StopReason::StopSequence, Some(stop)));
+                text
+            }
+        };
+        Step::Token { id, text }
+    }
+
+    fn finish_record(&mut self, reason: StopReason, stop_sequence: Option<String>) -> Finish {
+        Finish { reason, stop_sequence, tokens_out: self.generated, text: self.stream.finish() }
+    }
+
+    /// Runs to the end and returns the whole text.
+    pub fn run_to_end(&mut self, mut on_text: impl FnMut(&str)) -> Finish {
+        loop {
+            match self.next_step() {
+                Step::Prefill(_) => {}
+                Step::Token { text, .. } => on_text(&text),
+                Step::Finished(finish) => {
+                    on_text(&finish.text);
+                    return finish;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! Attention-weighted values and the output projection.
+
+use crate::error::Result;
+use crate::gguf::Gguf;
+use crate::layers::linear::Linear;
+use crate::tensor::{FileBuffer, kernels};
+use std::sync::Arc;
+
+/// probs: `[H, T, S]`, values: `[S, C]` → context `[T, C]`, heads side by side:
+/// `context[t, h·D + e] = Σ_j probs[h, t, j] · values[j, h·D + e]`.
+pub fn weighted_values(probs: &[f32], values: &[f32], t: usize, s: usize, c: usize, n_head: usize) -> Vec<f32> {
+    let d = c / n_head;
+    let mut context = vec![0.0; t * c];
+    for h in 0..n_head {
+        for i in 0..t {
+            let out = &mut context[i * c + h * d..][..d];
+            for (j, &p) in probs[(h * t + i) * s..][..s].iter().enumerate() {
+                if p != 0.0 {
+                    kernels::axpy(out, p, &values[j * c + h * d..][..d]);
+                }
+            }
+        }
+    }
+    context
+}
+
+/// `y = context · W_oᵀ + b`.
+pub struct Output {
+    /// `[C, C]`
+    linear: Linear,
+}
+
+impl Output {
+    /// Loads `blk.{block}.attn_output`.
+    pub fn load(gguf: &Gguf, file: &Arc<FileBuffer>, block: usize, c: usize) -> Result<Self> {
+        Ok(Output { linear: Linear::load(gguf, file, &format!("blk.{block}.attn_output"), c, c)? })
+    }
+
+    /// context: `[T, C]` → `[T, C]`.
+    pub fn forward(&self, context: &[f32], t: usize) -> Vec<f32> {
+        self.linear.forward(context, t)
+    }
+
+    /// Bytes of guest memory the layer adds beyond the model file.
+    pub fn owned_bytes(&self) -> usize {
+        self.linear.owned_bytes()
+    }
+}

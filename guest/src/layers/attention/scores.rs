@@ -1,0 +1,46 @@
+//! Scaled, causally masked attention scores and their softmax.
+
+use crate::layers::{Trace, record};
+use crate::tensor::kernels;
+
+/// qkv: `[T, 3C]` (queries in the first C columns), keys: `[S, C]` with S = start + T →
+/// probabilities `[H, T, S]`. Query t sits at position start + t and sees keys 0..=start+t;
+/// the rest are masked to −∞ (recorded as `scores_masked`) and get probability 0.
+pub fn causal_softmax(
+    qkv: &[f32],
+    keys: &[f32],
+    t: usize,
+    start: usize,
+    c: usize,
+    n_head: usize,
+    trace: &mut Option<&mut Trace>,
+) -> Vec<f32> {
+    let d = c / n_head;
+    let s = start + t;
+    let scale = 1.0 / (d as f32).sqrt();
+    let mut scores = vec![f32::NEG_INFINITY; n_head * t * s];
+    for h in 0..n_head {
+        for i in 0..t {
+            let q = &qkv[i * 3 * c + h * d..][..d];
+            let row = &mut scores[(h * t + i) * s..][..s];
+            for (j, score) in row.iter_mut().enumerate().take(start + i + 1) {
+                *score = kernels::dot(q, &keys[j * c + h * d..][..d]) * scale;
+            }
+        }
+    }
+    record(trace, "scores_masked", &[n_head, t, s], &scores);
+    scores.chunks_exact_mut(s).for_each(softmax_in_place);
+    scores
+}
+
+/// Softmax of one row; −∞ entries become 0.
+pub fn softmax_in_place(row: &mut [f32]) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0f32;
+    for v in row.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    row.iter_mut().for_each(|v| *v *= inv);
+}

@@ -1,0 +1,48 @@
+//! Layer normalisation over the embedding dimension, with the epsilon from the model file.
+
+use crate::error::Result;
+use crate::gguf::Gguf;
+use crate::tensor::{FileBuffer, Weights};
+use std::sync::Arc;
+
+/// `y = (x − mean) / sqrt(var + eps) · weight + bias`, per row.
+pub struct LayerNorm {
+    /// `[C]`
+    weight: Weights,
+    /// `[C]`
+    bias: Weights,
+    eps: f32,
+}
+
+impl LayerNorm {
+    /// Loads `{prefix}.weight` and `{prefix}.bias`, both `[C]`.
+    pub fn load(gguf: &Gguf, file: &Arc<FileBuffer>, prefix: &str, c: usize, eps: f32) -> Result<Self> {
+        Ok(LayerNorm {
+            weight: Weights::load(gguf, file, &format!("{prefix}.weight"), &[c])?,
+            bias: Weights::load(gguf, file, &format!("{prefix}.bias"), &[c])?,
+            eps,
+        })
+    }
+
+    /// x: `[T, C]` → `[T, C]`. Mean and variance are summed in f64.
+    pub fn forward(&self, x: &[f32]) -> Vec<f32> {
+        let (weight, bias) = (self.weight.data(), self.bias.data());
+        let c = weight.len();
+        let mut y = vec![0.0; x.len()];
+        for (row, out) in x.chunks_exact(c).zip(y.chunks_exact_mut(c)) {
+            let mean = row.iter().map(|&v| v as f64).sum::<f64>() / c as f64;
+            let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / c as f64;
+            let inv_std = (1.0 / (var + self.eps as f64).sqrt()) as f32;
+            let mean = mean as f32;
+            for i in 0..c {
+                out[i] = (row[i] - mean) * inv_std * weight[i] + bias[i];
+            }
+        }
+        y
+    }
+
+    /// Bytes of guest memory the layer adds beyond the model file.
+    pub fn owned_bytes(&self) -> usize {
+        self.weight.owned_bytes() + self.bias.owned_bytes()
+    }
+}

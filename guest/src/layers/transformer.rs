@@ -1,0 +1,60 @@
+//! One pre-norm transformer block: attention and MLP, each added to the residual stream.
+
+use crate::cache::LayerCache;
+use crate::error::Result;
+use crate::gguf::Gguf;
+use crate::layers::attention::Attention;
+use crate::layers::ffn::Ffn;
+use crate::layers::layer_norm::LayerNorm;
+use crate::layers::{Trace, record};
+use crate::model::config::Config;
+use crate::tensor::FileBuffer;
+use std::sync::Arc;
+
+/// `x += attn(ln_1(x)); x += ffn(ln_2(x))`.
+pub struct Block {
+    ln_1: LayerNorm,
+    attn: Attention,
+    ln_2: LayerNorm,
+    ffn: Ffn,
+}
+
+impl Block {
+    /// Loads the tensors of `blk.{index}`.
+    pub fn load(gguf: &Gguf, file: &Arc<FileBuffer>, config: &Config, index: usize) -> Result<Self> {
+        let (c, eps) = (config.n_embd, config.eps);
+        Ok(Block {
+            ln_1: LayerNorm::load(gguf, file, &format!("blk.{index}.attn_norm"), c, eps)?,
+            attn: Attention::load(gguf, file, index, c, config.n_head)?,
+            ln_2: LayerNorm::load(gguf, file, &format!("blk.{index}.ffn_norm"), c, eps)?,
+            ffn: Ffn::load(gguf, file, index, c, config.n_ff)?,
+        })
+    }
+
+    /// x: `[T, C]` residual stream, updated in place; `cache` holds `start` earlier positions
+    /// and receives this call's keys and values.
+    pub fn forward(&self, x: &mut [f32], t: usize, cache: &mut LayerCache, start: usize, mut trace: Option<&mut Trace>) {
+        let c = x.len() / t;
+        let h = self.ln_1.forward(x); // [T, C]
+        record(&mut trace, "ln_1", &[t, c], &h);
+        let a = self.attn.forward(&h, t, cache, start, trace.as_deref_mut()); // [T, C]
+        record(&mut trace, "attn_out", &[t, c], &a);
+        add_in_place(x, &a);
+        let h = self.ln_2.forward(x); // [T, C]
+        record(&mut trace, "ln_2", &[t, c], &h);
+        let m = self.ffn.forward(&h, t); // [T, C]
+        record(&mut trace, "mlp_out", &[t, c], &m);
+        add_in_place(x, &m);
+        record(&mut trace, "out", &[t, c], x);
+    }
+
+    /// Bytes of guest memory the block adds beyond the model file.
+    pub fn owned_bytes(&self) -> usize {
+        self.ln_1.owned_bytes() + self.attn.owned_bytes() + self.ln_2.owned_bytes() + self.ffn.owned_bytes()
+    }
+}
+
+/// `x[i] += y[i]`.
+fn add_in_place(x: &mut [f32], y: &[f32]) {
+    x.iter_mut().zip(y).for_each(|(a, b)| *a += b);
+}

@@ -1,0 +1,231 @@
+//! Token sampling: repetition penalty, temperature, top-k, top-p, min-p, then one seeded draw.
+
+use crate::error::{Error, Result};
+
+/// How the next token is drawn (mirrors the WIT `sampling`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SamplingParams {
+    pub temperature: f32,
+    pub top_k: u32,
+    pub top_p: f32,
+    pub min_p: f32,
+    pub repetition_penalty: f32,
+    pub seed: u64,
+}
+
+impl SamplingParams {
+    /// Greedy decoding.
+    pub fn greedy() -> Self {
+        SamplingParams { temperature: 0.0, top_k: 0, top_p: 1.0, min_p: 0.0, repetition_penalty: 1.0, seed: 0 }
+    }
+
+    /// Checks every field's range.
+    pub fn validate(&self) -> Result<()> {
+        let check = |name: &str, v: f32, max: f32| {
+            if v.is_finite() && (0.0..=max).contains(&v) {
+                Ok(())
+            } else {
+                Err(Error::request(format!("{name} must be in 0..={max}, got {v}")))
+            }
+        };
+        check("temperature", self.temperature, 2.0)?;
+        check("top_p", self.top_p, 1.0)?;
+        check("min_p", self.min_p, 1.0)?;
+        check("repetition_penalty", self.repetition_penalty, 2.0)
+    }
+}
+
+/// SplitMix64: a small, fast generator whose stream is fixed by its seed on every platform.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+}
+
+/// Draws tokens with fixed parameters and its own random stream.
+pub struct Sampler {
+    params: SamplingParams,
+    rng: Rng,
+}
+
+impl Sampler {
+    /// A sampler after checking `params`.
+    pub fn new(params: SamplingParams) -> Result<Self> {
+        params.validate()?;
+        Ok(Sampler { params, rng: Rng::new(params.seed) })
+    }
+
+    /// Picks the next token from `logits` (modified in place); `history` is every token so far
+    /// (prompt and output), for the repetition penalty.
+    pub fn sample(&mut self, logits: &mut [f32], history: &[u32]) -> u32 {
+        self.penalize(logits, history);
+        if self.params.temperature == 0.0 {
+            return argmax(logits);
+        }
+        let candidates = self.candidates(logits);
+        let total: f64 = candidates.iter().map(|&(_, p)| p).sum();
+        let mut target = self.rng.next_f64() * total;
+        for &(id, p) in &candidates {
+            target -= p;
+            if target < 0.0 {
+                return id;
+            }
+        }
+        candidates.last().map_or(0, |&(id, _)| id)
+    }
+
+    /// The tokens that survive top-k, top-p and min-p, most likely first, with their
+    /// (unnormalised) probabilities after temperature.
+    pub fn candidates(&self, logits: &[f32]) -> Vec<(u32, f64)> {
+        let p = &self.params;
+        let mut order: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &l)| (i as u32, l)).collect();
+        let by_logit = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        if p.top_k > 0 && (p.top_k as usize) < order.len() {
+            order.select_nth_unstable_by(p.top_k as usize - 1, by_logit);
+            order.truncate(p.top_k as usize);
+        }
+        order.sort_unstable_by(by_logit);
+        let max = order[0].1 as f64;
+        let temperature = p.temperature as f64;
+        let mut weighted: Vec<(u32, f64)> =
+            order.iter().map(|&(id, l)| (id, ((l as f64 - max) / temperature).exp())).collect();
+        let total: f64 = weighted.iter().map(|&(_, w)| w).sum();
+        if p.top_p < 1.0 {
+            let mut cumulative = 0.0;
+            let keep = weighted
+                .iter()
+                .position(|&(_, w)| {
+                    cumulative += w / total;
+                    cumulative >= p.top_p as f64
+                })
+                .map_or(weighted.len(), |i| i + 1);
+            weighted.truncate(keep);
+        }
+        if p.min_p > 0.0 {
+            // The first candidate is the most likely and has weight exp(0) = 1.
+            let floor = p.min_p as f64 * weighted[0].1;
+            weighted.retain(|&(_, w)| w >= floor);
+        }
+        weighted
+    }
+
+    /// Divides positive logits of tokens seen in `history` by the penalty and multiplies
+    /// negative ones by it; stays finite even for a penalty of 0.
+    fn penalize(&self, logits: &mut [f32], history: &[u32]) {
+        let penalty = self.params.repetition_penalty;
+        if penalty == 1.0 {
+            return;
+        }
+        let mut seen = vec![false; logits.len()];
+        for &id in history {
+            let Some(flag) = seen.get_mut(id as usize) else { continue };
+            if std::mem::replace(flag, true) {
+                continue;
+            }
+            let l = &mut logits[id as usize];
+            if *l > 0.0 {
+                *l = (*l / penalty).min(f32::MAX);
+            } else {
+                *l *= penalty;
+            }
+        }
+    }
+}
+
+/// Index of the largest value; the first one among equals.
+pub fn argmax(values: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &v) in values.iter().enumerate() {
+        if v > values[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(temperature: f32, top_k: u32, top_p: f32, min_p: f32) -> SamplingParams {
+        SamplingParams { temperature, top_k, top_p, min_p, repetition_penalty: 1.0, seed: 7 }
+    }
+
+    #[test]
+    fn draws_follow_the_softmax() {
+        let logits = [1.0f32, 2.0, 0.5, -1.0, 3.0];
+        let z: f64 = logits.iter().map(|&l| (l as f64).exp()).sum();
+        let mut sampler = Sampler::new(params(1.0, 0, 1.0, 0.0)).unwrap();
+        let n = 200_000;
+        let mut counts = [0usize; 5];
+        for _ in 0..n {
+            counts[sampler.sample(&mut logits.clone(), &[]) as usize] += 1;
+        }
+        for (i, &count) in counts.iter().enumerate() {
+            let expected = (logits[i] as f64).exp() / z;
+            let observed = count as f64 / n as f64;
+            // Five standard deviations of a binomial proportion.
+            let tolerance = 5.0 * (expected * (1.0 - expected) / n as f64).sqrt();
+            assert!((observed - expected).abs() < tolerance, "token {i}: {observed} vs {expected}");
+        }
+    }
+
+    #[test]
+    fn filters_keep_exactly_what_they_should() {
+        let logits = [0.0f32, 3.0, 2.0, 1.0, (0.05f32).ln() + 3.0];
+        let ids = |p: SamplingParams| -> Vec<u32> {
+            Sampler::new(p).unwrap().candidates(&logits).iter().map(|&(id, _)| id).collect()
+        };
+        assert_eq!(ids(params(1.0, 2, 1.0, 0.0)), [1, 2]);
+        assert_eq!(ids(params(1.0, 0, 1.0, 0.0)), [1, 2, 3, 4, 0]);
+        // Probabilities: 3.0 → 0.63, 2.0 → 0.23, 1.0 → 0.09 ...: 0.63 + 0.23 ≥ 0.8.
+        assert_eq!(ids(params(1.0, 0, 0.8, 0.0)), [1, 2]);
+        assert_eq!(ids(params(1.0, 0, 0.0, 0.0)), [1]);
+        // min-p 0.1 keeps tokens at least a tenth as likely as the best: e^-2 = 0.135 stays,
+        // 0.05 and e^-3 go.
+        assert_eq!(ids(params(1.0, 0, 1.0, 0.1)), [1, 2, 3]);
+    }
+
+    #[test]
+    fn greedy_and_penalty() {
+        let mut sampler = Sampler::new(SamplingParams { repetition_penalty: 2.0, ..SamplingParams::greedy() }).unwrap();
+        // Token 0 leads, but it was seen: 4.0 / 2 = 2.0 < 3.0.
+        assert_eq!(sampler.sample(&mut [4.0, 3.0, -1.0], &[0, 0]), 1);
+        let mut zero = Sampler::new(SamplingParams { repetition_penalty: 0.0, ..SamplingParams::greedy() }).unwrap();
+        let mut logits = [1.0, 3.0, 0.0];
+        assert_eq!(zero.sample(&mut logits, &[0, 2]), 0);
+        assert!(logits.iter().all(|l| l.is_finite()));
+    }
+
+    #[test]
+    fn same_seed_same_draws() {
+        let logits: Vec<f32> = (0..100).map(|i| (i as f32 * 0.37).sin()).collect();
+        let run = || {
+            let mut s = Sampler::new(params(0.8, 40, 0.9, 0.02)).unwrap();
+            (0..50).map(|_| s.sample(&mut logits.clone(), &[])).collect::<Vec<_>>()
+        };
+        assert_eq!(run(), run());
+    }
+
+    #[test]
+    fn rejects_out_of_range_parameters() {
+        for bad in [params(-0.1, 0, 1.0, 0.0), params(f32::NAN, 0, 1.0, 0.0), params(1.0, 0, 1.5, 0.0), params(1.0, 0, 1.0, 2.0)] {
+            assert!(Sampler::new(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! WebAssembly SIMD128 kernels, the twins of `scalar` with the same signatures.
+//!
+//! The matrix product works on register tiles: each step loads four floats of a few input rows
+//! and a few weight rows and updates one accumulator per (row, weight) pair. Eight accumulators
+//! (4 rows × 2 weights) is what cranelift keeps in registers without spilling; one input row
+//! (decode) uses 1 × 4.
+
+use core::arch::wasm32::*;
+
+/// `out[rows, n] = x[rows, k] · w[n, k]ᵀ + bias[n]`.
+pub fn matmul(out: &mut [f32], x: &[f32], w: &[f32], bias: Option<&[f32]>, rows: usize, k: usize, n: usize) {
+    assert!(x.len() >= rows * k && w.len() >= n * k && out.len() >= rows * n);
+    assert!(bias.is_none_or(|b| b.len() >= n));
+    let mut store = |tile: &[f32], t_len: usize, n_len: usize, t0: usize, j0: usize| {
+        for a in 0..t_len {
+            for b in 0..n_len {
+                let bias = bias.map_or(0.0, |bias| bias[j0 + b]);
+                out[(t0 + a) * n + j0 + b] = tile[a * n_len + b] + bias;
+            }
+        }
+    };
+    let mut j = 0;
+    if rows >= 4 {
+        while j + 2 <= n {
+            let mut t = 0;
+            while t + 4 <= rows {
+                store(&tile::<4, 2, 8>(x, w, k, t, j), 4, 2, t, j);
+                t += 4;
+            }
+            while t < rows {
+                store(&tile::<1, 2, 2>(x, w, k, t, j), 1, 2, t, j);
+                t += 1;
+            }
+            j += 2;
+        }
+    } else {
+        while j + 4 <= n {
+            for t in 0..rows {
+                store(&tile::<1, 4, 4>(x, w, k, t, j), 1, 4, t, j);
+            }
+            j += 4;
+        }
+    }
+    while j < n {
+        for t in 0..rows {
+            store(&tile::<1, 1, 1>(x, w, k, t, j), 1, 1, t, j);
+        }
+        j += 1;
+    }
+}
+
+/// Dot products of input rows `t0..t0+T` with weight rows `j0..j0+N`, as a `T × N` row-major
+/// array of `TN = T·N` values. The caller has checked that those rows exist.
+#[inline(always)]
+fn tile<const T: usize, const N: usize, const TN: usize>(
+    x: &[f32],
+    w: &[f32],
+    k: usize,
+    t0: usize,
+    j0: usize,
+) -> [f32; TN] {
+    let mut acc = [f32x4_splat(0.0); TN];
+    let k4 = k - k % 4;
+    let mut p = 0;
+    while p < k4 {
+        let mut xv = [f32x4_splat(0.0); T];
+        for (a, v) in xv.iter_mut().enumerate() {
+            // SAFETY: row t0 + a < rows and p + 4 <= k, so the 16 bytes lie inside x.
+            *v = unsafe { v128_load(x.as_ptr().add((t0 + a) * k + p).cast()) };
+        }
+        for b in 0..N {
+            // SAFETY: row j0 + b < n and p + 4 <= k, so the 16 bytes lie inside w.
+            let wv = unsafe { v128_load(w.as_ptr().add((j0 + b) * k + p).cast()) };
+            for a in 0..T {
+                acc[a * N + b] = f32x4_add(acc[a * N + b], f32x4_mul(xv[a], wv));
+            }
+        }
+        p += 4;
+    }
+    let mut result = [0.0f32; TN];
+    for a in 0..T {
+        for b in 0..N {
+            let x_row = &x[(t0 + a) * k..(t0 + a + 1) * k];
+            let w_row = &w[(j0 + b) * k..(j0 + b + 1) * k];
+            let tail: f32 = x_row[k4..].iter().zip(&w_row[k4..]).map(|(x, w)| x * w).sum();
+            result[a * N + b] = horizontal_sum(acc[a * N + b]) + tail;
+        }
+    }
+    result
+}
+
+/// `(v0 + v1) + (v2 + v3)`.
+#[inline(always)]
+fn horizontal_sum(v: v128) -> f32 {
+    (f32x4_extract_lane::<0>(v) + f32x4_extract_lane::<1>(v))
+        + (f32x4_extract_lane::<2>(v) + f32x4_extract_lane::<3>(v))
+}
+
+/// `Σ a[i]·b[i]` over the shorter of the two.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let len = a.len().min(b.len());
+    let len16 = len - len % 16;
+    let mut acc = [f32x4_splat(0.0); 4];
+    let mut p = 0;
+    while p < len16 {
+        for (i, lane) in acc.iter_mut().enumerate() {
+            // SAFETY: p + 16 <= len, which both slices hold.
+            let (va, vb) = unsafe {
+                (v128_load(a.as_ptr().add(p + 4 * i).cast()), v128_load(b.as_ptr().add(p + 4 * i).cast()))
+            };
+            *lane = f32x4_add(*lane, f32x4_mul(va, vb));
+        }
+        p += 16;
+    }
+    let sum = f32x4_add(f32x4_add(acc[0], acc[1]), f32x4_add(acc[2], acc[3]));
+    horizontal_sum(sum) + a[len16..len].iter().zip(&b[len16..len]).map(|(x, y)| x * y).sum::<f32>()
+}
+
+/// `y[i] += alpha·x[i]`.
+pub fn axpy(y: &mut [f32], alpha: f32, x: &[f32]) {
+    let len = y.len().min(x.len());
+    let len4 = len - len % 4;
+    let va = f32x4_splat(alpha);
+    let mut p = 0;
+    while p < len4 {
+        // SAFETY: p + 4 <= len, which both slices hold.
+        unsafe {
+            let yp = y.as_mut_ptr().add(p).cast::<v128>();
+            v128_store(yp, f32x4_add(v128_load(yp), f32x4_mul(va, v128_load(x.as_ptr().add(p).cast()))));
+        }
+        p += 4;
+    }
+    for i in len4..len {
+        y[i] += alpha * x[i];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::scalar;
+
+    /// Deterministic values in [-1, 1).
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((s >> 40) as f32) / (1u64 << 23) as f32 - 1.0
+            })
+            .collect()
+    }
+
+    fn assert_close(simd: &[f32], reference: &[f32], k: usize) {
+        assert_eq!(simd.len(), reference.len());
+        let tolerance = 1e-6 * k as f32;
+        for (i, (s, r)) in simd.iter().zip(reference).enumerate() {
+            assert!((s - r).abs() <= tolerance, "element {i}: simd {s} vs scalar {r}");
+        }
+    }
+
+    #[test]
+    fn matmul_matches_scalar_on_many_shapes() {
+        for (case, &(rows, k, n)) in
+            [(1, 1, 1), (1, 7, 5), (1, 64, 9), (2, 33, 3), (3, 16, 4), (4, 8, 2), (5, 17, 7), (9, 64, 11), (16, 255, 13)]
+                .iter()
+                .enumerate()
+        {
+            let x = values(rows * k, case as u64);
+            let w = values(n * k, 100 + case as u64);
+            let bias = values(n, 200 + case as u64);
+            for b in [None, Some(bias.as_slice())] {
+                let mut simd = vec![0.0; rows * n];
+                let mut reference = vec![0.0; rows * n];
+                super::matmul(&mut simd, &x, &w, b, rows, k, n);
+                scalar::matmul(&mut reference, &x, &w, b, rows, k, n);
+                assert_close(&simd, &reference, k);
+            }
+        }
+    }
+
+    #[test]
+    fn dot_and_axpy_match_scalar() {
+        for len in [0, 1, 3, 4, 15, 16, 17, 64, 100] {
+            let a = values(len, len as u64);
+            let b = values(len, 1000 + len as u64);
+            assert_close(&[super::dot(&a, &b)], &[scalar::dot(&a, &b)], len.max(1));
+            let mut simd = b.clone();
+            let mut reference = b.clone();
+            super::axpy(&mut simd, 0.37, &a);
+            scalar::axpy(&mut reference, 0.37, &a);
+            assert_close(&simd, &reference, 1);
+        }
+    }
+}
