@@ -100,7 +100,7 @@ pub fn main(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             return 2;
         }
     };
-    if !args.seed_given {
+    if !args.seed_given && args.options.sampling.temperature > 0.0 {
         let _ = writeln!(err, "seed: {}", args.options.sampling.seed);
     }
     let generation = Model::open(&args.model).and_then(|model| {

@@ -1,1 +1,25 @@
-fn main() {}
+//! The `llorch-cpud` binary: parse flags, run the worker, exit non-zero with one log line on
+//! failure.
+
+use clap::Parser;
+use llorch_cpud::cli::Args;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    llorch_cpud::log::set_worker_id(&args.worker_id);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            llorch_cpud::log::error(&format!("cannot start the async runtime: {e}"), None);
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(llorch_cpud::server::run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            llorch_cpud::log::error(&format!("{e:#}"), None);
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! Running one job on the guest: the contract's SSE events, produced step by step, with cancel
+//! and deadline checks between guest calls.
+
+use super::cancel::CancelGuard;
+use super::guest::{CallError, Guest, describe};
+use super::wit::{GenerateOptions, Step, StopReason};
+use serde::Serialize;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc::UnboundedSender;
+
+/// One event of a job's stream, serialized as the `data:` of an SSE event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Event {
+    Started { job_id: String, model: String, started_at: String, seed: u64, prompt_tokens: u32 },
+    Token { t: String, i: u32 },
+    End {
+        tokens_out: u32,
+        decode_time_ms: u64,
+        stop_reason: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        stop_sequence_matched: Option<String>,
+    },
+    Error { code: &'static str, message: String, retriable: bool },
+}
+
+impl Event {
+    /// The SSE event name: the same as `type`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::Started { .. } => "started",
+            Event::Token { .. } => "token",
+            Event::End { .. } => "end",
+            Event::Error { .. } => "error",
+        }
+    }
+
+    fn error(code: &'static str, message: impl Into<String>, retriable: bool) -> Self {
+        Event::Error { code, message: message.into(), retriable }
+    }
+}
+
+/// A validated generation request waiting for the guest.
+pub struct Job {
+    pub id: String,
+    pub prompt: Vec<u32>,
+    pub options: GenerateOptions,
+    pub timeout: Duration,
+    pub events: UnboundedSender<Event>,
+    pub cancel: CancelGuard,
+}
+
+impl Job {
+    /// True when the job was cancelled or its client went away.
+    fn should_stop(&self) -> bool {
+        self.cancel.is_cancelled() || self.events.is_closed()
+    }
+
+    fn send(&self, event: Event) {
+        // A closed channel means the client left; the next `should_stop` notices.
+        let _ = self.events.send(event);
+    }
+}
+
+/// A guest failure that leaves the instance unusable.
+pub struct Trapped(pub CallError);
+
+/// Runs `job` to its terminal event. `between_steps` runs between guest calls (the worker uses
+/// it to answer quick requests). Returns `Err` when the guest trapped and must be rebuilt.
+pub fn run(guest: &mut Guest, job: &Job, mut between_steps: impl FnMut(&mut Guest)) -> Result<(), Trapped> {
+    if job.should_stop() {
+        job.send(Event::error("CANCELLED", "cancelled before it started", false));
+        return Ok(());
+    }
+    let started = Instant::now();
+    let deadline = started + job.timeout;
+    job.send(Event::Started {
+        job_id: job.id.clone(),
+        model: guest.info.name.clone(),
+        started_at: rfc3339_now(),
+        seed: job.options.sampling.seed,
+        prompt_tokens: job.prompt.len() as u32,
+    });
+    let generation = match guest.generate(&job.prompt, &job.options, deadline) {
+        Ok(generation) => generation,
+        Err(CallError::Refused(e)) => {
+            job.send(Event::error("INVALID_REQUEST", describe(&e), false));
+            return Ok(());
+        }
+        Err(trap) => return Err(fail(job, trap)),
+    };
+    let mut index = 0;
+    let mut send_text = |text: String| {
+        if !text.is_empty() {
+            job.send(Event::Token { t: text, i: index });
+            index += 1;
+        }
+    };
+    loop {
+        if job.should_stop() {
+            job.send(Event::error("CANCELLED", "the job was cancelled", false));
+            break;
+        }
+        if Instant::now() >= deadline {
+            job.send(timeout_event(job.timeout));
+            break;
+        }
+        between_steps(guest);
+        match guest.next(generation, deadline) {
+            Ok(Step::Prefill(_)) => {}
+            Ok(Step::Token(token)) => send_text(token.text),
+            Ok(Step::Finished(finish)) => {
+                send_text(finish.text);
+                job.send(Event::End {
+                    tokens_out: finish.tokens_out,
+                    decode_time_ms: started.elapsed().as_millis() as u64,
+                    stop_reason: match finish.reason {
+                        StopReason::MaxTokens => "MAX_TOKENS",
+                        StopReason::Eos => "EOS",
+                        StopReason::StopSequence => "STOP_SEQUENCE",
+                    },
+                    stop_sequence_matched: finish.stop_sequence,
+                });
+                break;
+            }
+            Err(trap) => return Err(fail(job, trap)),
+        }
+    }
+    guest.finish(generation, deadline + Duration::from_secs(1)).map_err(Trapped)
+}
+
+/// Sends the terminal event for a guest failure.
+fn fail(job: &Job, error: CallError) -> Trapped {
+    match &error {
+        CallError::Trapped { timed_out: true, .. } => job.send(timeout_event(job.timeout)),
+        other => job.send(Event::error("INFERENCE_FAILED", other.to_string(), true)),
+    }
+    Trapped(error)
+}
+
+fn timeout_event(timeout: Duration) -> Event {
+    Event::error("TIMEOUT", format!("the job ran past its {} s deadline", timeout.as_secs_f64()), true)
+}
+
+/// The current time in RFC 3339, UTC.
+pub fn rfc3339_now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_string())
+}

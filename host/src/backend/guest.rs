@@ -1,0 +1,171 @@
+//! One guest instance with a model loaded: a Store with limits and typed calls into the
+//! component, each under a deadline.
+
+use super::runtime::{EPOCH_TICK, Runtime};
+use super::vram_usage::MemoryLimiter;
+use super::wit::{Error as WitError, GenerateOptions, ModelInfo, Step, Tensor};
+use super::Worker;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+use wasmtime::component::{ResourceAny, ResourceTable};
+use wasmtime::{Store, Trap};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
+
+/// Where the model's directory appears inside the guest.
+const GUEST_MODEL_DIR: &str = "/model";
+
+/// The host-side state of one guest.
+pub struct GuestState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: MemoryLimiter,
+}
+
+impl WasiView for GuestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// Why a guest call did not return a value.
+#[derive(Debug)]
+pub enum CallError {
+    /// The guest refused the input with an error value; the instance is fine.
+    Refused(WitError),
+    /// The guest trapped (`timed_out` when its deadline passed); the instance is unusable.
+    Trapped { timed_out: bool, message: String },
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Refused(e) => write!(f, "{}", describe(e)),
+            CallError::Trapped { timed_out: true, .. } => write!(f, "the guest ran past its deadline"),
+            CallError::Trapped { message, .. } => write!(f, "the guest trapped: {message}"),
+        }
+    }
+}
+
+/// A guest error value as one line.
+pub fn describe(e: &WitError) -> String {
+    match e {
+        WitError::InvalidModel(m) => format!("invalid model: {m}"),
+        WitError::InvalidRequest(m) => format!("invalid request: {m}"),
+        WitError::ContextOverflow(m) => format!("context overflow: {m}"),
+        WitError::Io(m) => format!("cannot read model: {m}"),
+    }
+}
+
+/// Limits applied to every guest.
+#[derive(Debug, Clone)]
+pub struct GuestLimits {
+    /// Largest linear memory, in bytes.
+    pub memory_bytes: u64,
+    /// Longest a model load may take.
+    pub load_timeout: Duration,
+}
+
+/// A live guest holding a loaded model.
+pub struct Guest {
+    store: Store<GuestState>,
+    worker: Worker,
+    model: ResourceAny,
+    pub info: ModelInfo,
+}
+
+impl Guest {
+    /// Instantiates the component and loads `model_path`, whose directory the guest sees
+    /// read-only. `memory` receives the guest's memory size as it grows.
+    pub fn load(runtime: &Runtime, model_path: &Path, limits: &GuestLimits, memory: Arc<AtomicU64>) -> Result<Self, CallError> {
+        let trapped = |message: String| CallError::Trapped { timed_out: false, message };
+        let dir = model_path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let file = model_path
+            .file_name()
+            .and_then(|f| f.to_str())
+            .ok_or_else(|| trapped(format!("model path {} has no UTF-8 file name", model_path.display())))?;
+        let mut wasi = WasiCtx::builder();
+        wasi.inherit_stderr()
+            .preopened_dir(dir, GUEST_MODEL_DIR, FsPerms::ReadOnly)
+            .map_err(|e| trapped(format!("cannot open the model directory {}: {e}", dir.display())))?;
+        let state = GuestState {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter::new(limits.memory_bytes as usize, memory),
+        };
+        let mut store = Store::new(&runtime.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store.epoch_deadline_trap();
+        set_deadline(&mut store, Instant::now() + limits.load_timeout);
+        let worker = runtime.pre.instantiate(&mut store).map_err(|e| classify(&e))?;
+        let path = format!("{GUEST_MODEL_DIR}/{file}");
+        let models = worker.llorch_gpt2_inference().model();
+        let model = models.call_open(&mut store, &path).map_err(|e| classify(&e))?.map_err(CallError::Refused)?;
+        let info = models.call_info(&mut store, model).map_err(|e| classify(&e))?;
+        Ok(Guest { store, worker, model, info })
+    }
+
+    /// Runs one guest call that must finish by `deadline`.
+    fn call<T>(
+        &mut self,
+        deadline: Instant,
+        f: impl FnOnce(&mut Store<GuestState>, &Worker, ResourceAny) -> wasmtime::Result<T>,
+    ) -> Result<T, CallError> {
+        set_deadline(&mut self.store, deadline);
+        f(&mut self.store, &self.worker, self.model).map_err(|e| classify(&e))
+    }
+
+    /// Text to token ids.
+    pub fn tokenize(&mut self, text: &str, deadline: Instant) -> Result<Vec<u32>, CallError> {
+        self.call(deadline, |s, w, m| w.llorch_gpt2_inference().model().call_tokenize(s, m, text))
+    }
+
+    /// Token ids to text.
+    pub fn detokenize(&mut self, tokens: &[u32], deadline: Instant) -> Result<String, CallError> {
+        self.call(deadline, |s, w, m| w.llorch_gpt2_inference().model().call_detokenize(s, m, tokens))?
+            .map_err(CallError::Refused)
+    }
+
+    /// Logits `[T, V]` at every position.
+    pub fn logits(&mut self, tokens: &[u32], deadline: Instant) -> Result<Vec<f32>, CallError> {
+        self.call(deadline, |s, w, m| w.llorch_gpt2_inference().model().call_logits(s, m, tokens))?
+            .map_err(CallError::Refused)
+    }
+
+    /// Block-0 activations and logits.
+    pub fn checkpoints(&mut self, tokens: &[u32], deadline: Instant) -> Result<Vec<Tensor>, CallError> {
+        self.call(deadline, |s, w, m| w.llorch_gpt2_inference().model().call_checkpoints(s, m, tokens))?
+            .map_err(CallError::Refused)
+    }
+
+    /// Starts a generation.
+    pub fn generate(&mut self, prompt: &[u32], options: &GenerateOptions, deadline: Instant) -> Result<ResourceAny, CallError> {
+        self.call(deadline, |s, w, m| w.llorch_gpt2_inference().model().call_generate(s, m, prompt, options))?
+            .map_err(CallError::Refused)
+    }
+
+    /// One step of a generation.
+    pub fn next(&mut self, generation: ResourceAny, deadline: Instant) -> Result<Step, CallError> {
+        self.call(deadline, |s, w, _| w.llorch_gpt2_inference().generation().call_next(s, generation))
+    }
+
+    /// Frees a generation's memory inside the guest.
+    pub fn finish(&mut self, generation: ResourceAny, deadline: Instant) -> Result<(), CallError> {
+        self.call(deadline, |s, _, _| generation.resource_drop(s))
+    }
+}
+
+/// Makes the store trap once the epoch passes `deadline`.
+fn set_deadline(store: &mut Store<GuestState>, deadline: Instant) {
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let ticks = remaining.as_millis() / EPOCH_TICK.as_millis() + 1;
+    store.set_epoch_deadline(ticks as u64);
+}
+
+/// A wasmtime error from a call: always a trap or host failure, after which the instance is
+/// not used again.
+fn classify(e: &wasmtime::Error) -> CallError {
+    let timed_out = e.downcast_ref::<Trap>() == Some(&Trap::Interrupt);
+    CallError::Trapped { timed_out, message: format!("{e:#}") }
+}

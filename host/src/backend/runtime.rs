@@ -1,0 +1,90 @@
+//! The wasmtime engine, the compiled guest component (cached on disk) and the epoch ticker.
+
+use super::guest::GuestState;
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine};
+
+/// The guest component this binary was built with.
+pub const GUEST_WASM: &[u8] = include_bytes!(env!("LLORCH_GUEST_WASM"));
+
+/// How often the engine's epoch advances; deadlines are counted in these ticks.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Everything needed to start guests: shared by every instance this process makes.
+pub struct Runtime {
+    pub engine: Engine,
+    pub pre: super::WorkerPre<GuestState>,
+}
+
+impl Runtime {
+    /// Builds the engine, loads the compiled component from `cache_dir` (compiling and storing
+    /// it on a miss) and starts the epoch ticker.
+    pub fn new(cache_dir: &Path) -> Result<Arc<Self>> {
+        let mut config = Config::new();
+        // Every guest call does bounded work (a token or a chunk of the prompt), yet a guest that
+        // runs away must still be stopped: epoch checks on loop back-edges make the deadline
+        // set before each call trap it.
+        config.epoch_interruption(true);
+        // Component-model async is not used; without it each call costs a third.
+        config.concurrency_support(false);
+        // The guest uses plain SIMD128 only; relaxed SIMD would make results machine-dependent.
+        config.wasm_relaxed_simd(false);
+        let engine = Engine::new(&config)?;
+        let component = load_or_compile(&engine, cache_dir)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        let pre = super::WorkerPre::new(linker.instantiate_pre(&component)?)?;
+        let weak = engine.weak();
+        std::thread::Builder::new().name("epoch-ticker".into()).spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })?;
+        Ok(Arc::new(Runtime { engine, pre }))
+    }
+}
+
+/// The cache file for this guest build and engine: a hash of the component's bytes and of the
+/// engine's compatibility settings, so a new build never picks up a stale artifact.
+fn cache_path(engine: &Engine, cache_dir: &Path) -> PathBuf {
+    let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut engine_hash);
+    let mut hash = Sha256::new();
+    hash.update(GUEST_WASM);
+    hash.update(engine_hash.finish().to_le_bytes());
+    let digest = hash.finalize();
+    let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
+    cache_dir.join(format!("llorch-guest-{hex}.cwasm"))
+}
+
+/// Deserializes the cached compiled component, or compiles and caches it.
+fn load_or_compile(engine: &Engine, cache_dir: &Path) -> Result<Component> {
+    let path = cache_path(engine, cache_dir);
+    if path.exists() {
+        // SAFETY: the file was written by `precompile_component` below into the cache
+        // directory the operator chose; wasmtime still checks that it matches this engine.
+        match unsafe { Component::deserialize_file(engine, &path) } {
+            Ok(component) => return Ok(component),
+            Err(e) => crate::log::warn(&format!("recompiling: cached component {} unusable: {e}", path.display()), None),
+        }
+    }
+    let compiled = engine
+        .precompile_component(GUEST_WASM)
+        .map_err(anyhow::Error::from)
+        .context("compiling the guest component")?;
+    std::fs::create_dir_all(cache_dir).with_context(|| format!("creating cache directory {}", cache_dir.display()))?;
+    // Write under a unique name then rename, so concurrent workers never read half a file.
+    let partial = path.with_extension(format!("partial-{}", std::process::id()));
+    std::fs::write(&partial, &compiled).with_context(|| format!("writing {}", partial.display()))?;
+    std::fs::rename(&partial, &path).with_context(|| format!("renaming to {}", path.display()))?;
+    // SAFETY: the bytes were just produced by this engine.
+    Ok(unsafe { Component::deserialize(engine, &compiled) }?)
+}

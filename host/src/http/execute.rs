@@ -1,0 +1,105 @@
+//! `POST /execute`: validate, tokenize, queue, then stream the job's events as SSE.
+
+use super::AppState;
+use super::body::json_body;
+use super::error::{ApiError, FieldError};
+use super::validation::{ExecuteRequest, ValidRequest};
+use crate::backend::execute::{Event, Job};
+use crate::backend::wit::{GenerateOptions, Sampling};
+use crate::backend::BackendError;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, Sse};
+use axum::response::{IntoResponse, Response};
+use std::convert::Infallible;
+use std::sync::Arc;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+
+/// Seconds a client is told to wait when the queue is full.
+const RETRY_AFTER_SEC: u32 = 1;
+
+pub async fn execute(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    if state.is_shutting_down() {
+        return Err(ApiError::Unavailable { message: "the worker is shutting down".into(), retry_after_sec: None });
+    }
+    let backend = &state.backend;
+    let request: ExecuteRequest = json_body(&headers, body, state.max_body_bytes).await?;
+    let request = request.validate(backend.info.vocab_size).map_err(ApiError::Invalid)?;
+    let prompt = backend.tokenize(request.prompt.clone()).await.map_err(unavailable)?;
+    check_context(&request, prompt.len(), backend.info.context_length)?;
+    let cancel = backend
+        .cancels
+        .register(&request.job_id)
+        .ok_or_else(|| ApiError::Conflict(format!("job {} is already queued or running", request.job_id)))?;
+    let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
+    let seed = request.seed.unwrap_or_else(random_seed);
+    let job = Job {
+        id: request.job_id.clone(),
+        prompt,
+        options: GenerateOptions {
+            max_tokens: request.max_tokens,
+            sampling: Sampling {
+                temperature: request.temperature,
+                top_k: request.top_k,
+                top_p: request.top_p,
+                min_p: request.min_p,
+                repetition_penalty: request.repetition_penalty,
+                seed,
+            },
+            stop: request.stop.clone(),
+        },
+        timeout: state.inference_timeout,
+        events,
+        cancel,
+    };
+    backend.submit(job).map_err(unavailable)?;
+    crate::log::info("job queued", Some(&request.job_id));
+    let stream = UnboundedReceiverStream::new(receiver).map(|event: Event| {
+        let data = serde_json::to_string(&event).expect("events serialize");
+        Ok::<_, Infallible>(SseEvent::default().event(event.name()).data(data))
+    });
+    Ok(Sse::new(stream).into_response())
+}
+
+/// 400 when the prompt's tokens plus `max_tokens` exceed the context.
+fn check_context(request: &ValidRequest, prompt_tokens: usize, context: u32) -> Result<(), ApiError> {
+    let needed = prompt_tokens + request.max_tokens as usize;
+    if needed <= context as usize {
+        return Ok(());
+    }
+    Err(ApiError::Invalid(vec![FieldError {
+        field: "max_tokens".into(),
+        constraint: format!("prompt_tokens + max_tokens <= context_length({context})"),
+        message: format!(
+            "the prompt has {prompt_tokens} tokens; with max_tokens {} that is {needed}, over the model's context length {context}",
+            request.max_tokens
+        ),
+        value: Some(request.max_tokens.to_string()),
+    }]))
+}
+
+/// A backend refusal as an HTTP error.
+pub fn unavailable(e: BackendError) -> ApiError {
+    match e {
+        BackendError::Busy => ApiError::Unavailable {
+            message: "the worker is busy and its queue is full".into(),
+            retry_after_sec: Some(RETRY_AFTER_SEC),
+        },
+        BackendError::Down(reason) => ApiError::Unavailable { message: reason, retry_after_sec: Some(RETRY_AFTER_SEC) },
+        BackendError::Refused(reason) => ApiError::Invalid(vec![FieldError {
+            field: "body".into(),
+            constraint: "model".into(),
+            message: reason,
+            value: None,
+        }]),
+    }
+}
+
+/// A seed from the operating system's random source.
+fn random_seed() -> u64 {
+    getrandom::u64().unwrap_or_else(|_| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+    })
+}

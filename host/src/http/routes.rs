@@ -1,0 +1,132 @@
+//! The small routes: health, cancel, shutdown, tokenize, detokenize.
+
+use super::AppState;
+use super::body::json_body;
+use super::error::{ApiError, FieldError};
+use super::execute::unavailable;
+use super::validation::MAX_PROMPT_CHARS;
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+/// Most token ids `/detokenize` takes.
+const MAX_DETOKENIZE_TOKENS: usize = 32768;
+
+pub async fn health(State(state): State<Arc<AppState>>) -> Response {
+    let backend = &state.backend;
+    let memory_bytes = backend.memory.load(Ordering::Relaxed);
+    match backend.health.is_healthy() {
+        Ok(()) => Json(json!({
+            "status": "healthy",
+            "model_loaded": true,
+            "vram_bytes": 0,
+            "memory_type": "cpu",
+            "memory_bytes": memory_bytes,
+            "model": backend.info.name,
+        }))
+        .into_response(),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": "unhealthy",
+                "model_loaded": false,
+                "vram_bytes": 0,
+                "memory_type": "cpu",
+                "memory_bytes": memory_bytes,
+                "model": backend.info.name,
+                "reason": reason,
+            })),
+        )
+            .into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct CancelRequest {
+    job_id: String,
+}
+
+pub async fn cancel_by_body(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let request: CancelRequest = json_body(&headers, body, state.max_body_bytes).await?;
+    Ok(cancel(&state, &request.job_id))
+}
+
+pub async fn cancel_by_path(State(state): State<Arc<AppState>>, Path(job_id): Path<String>) -> Response {
+    cancel(&state, &job_id)
+}
+
+/// 202 whether or not the job is active: cancelling is idempotent.
+fn cancel(state: &AppState, job_id: &str) -> Response {
+    let active = state.backend.cancels.cancel(job_id);
+    if active {
+        crate::log::info("cancel requested", Some(job_id));
+    }
+    (StatusCode::ACCEPTED, Json(json!({ "job_id": job_id, "status": if active { "cancelling" } else { "not_active" } })))
+        .into_response()
+}
+
+pub async fn shutdown(State(state): State<Arc<AppState>>) -> Response {
+    state.begin_shutdown();
+    (StatusCode::ACCEPTED, Json(json!({ "status": "shutting_down" }))).into_response()
+}
+
+#[derive(Deserialize)]
+pub struct TokenizeRequest {
+    text: String,
+}
+
+pub async fn tokenize(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let request: TokenizeRequest = json_body(&headers, body, state.max_body_bytes).await?;
+    let chars = request.text.chars().count();
+    if chars > MAX_PROMPT_CHARS {
+        return Err(ApiError::Invalid(vec![FieldError {
+            field: "text".into(),
+            constraint: format!("length(0..={MAX_PROMPT_CHARS})"),
+            message: format!("text must be at most {MAX_PROMPT_CHARS} characters (got {chars})"),
+            value: None,
+        }]));
+    }
+    let tokens = state.backend.tokenize(request.text).await.map_err(unavailable)?;
+    Ok(Json(json!({ "tokens": tokens })).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct DetokenizeRequest {
+    tokens: Vec<u32>,
+}
+
+pub async fn detokenize(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let request: DetokenizeRequest = json_body(&headers, body, state.max_body_bytes).await?;
+    let vocab = state.backend.info.vocab_size;
+    let mut errors: Vec<FieldError> = request
+        .tokens
+        .iter()
+        .enumerate()
+        .filter(|&(_, &id)| id >= vocab)
+        .map(|(i, id)| FieldError {
+            field: format!("tokens[{i}]"),
+            constraint: format!("range(0..{vocab})"),
+            message: format!("token id {id} is outside the vocabulary of {vocab}"),
+            value: Some(id.to_string()),
+        })
+        .collect();
+    if request.tokens.len() > MAX_DETOKENIZE_TOKENS {
+        errors.push(FieldError {
+            field: "tokens".into(),
+            constraint: format!("max_items({MAX_DETOKENIZE_TOKENS})"),
+            message: format!("at most {MAX_DETOKENIZE_TOKENS} tokens (got {})", request.tokens.len()),
+            value: None,
+        });
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Invalid(errors));
+    }
+    let text = state.backend.detokenize(request.tokens).await.map_err(unavailable)?;
+    Ok(Json(json!({ "text": text })).into_response())
+}
