@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 /// The model bundled with the source tree, served when `--model` is not given.
-pub const BUNDLED_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/kjv-fortunes-18m-f16.gguf");
+pub const BUNDLED_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/kjv-fortunes-18m/model-f16.gguf");
 
 /// llorch-cpud: a GPT-2 CPU worker whose model runs inside a WebAssembly component.
 #[derive(Debug, Clone, Parser)]

@@ -1,1 +1,66 @@
+//! Helpers shared by the checkpoint tests: paths, reference files, the real component under
+//! wasmtime, the real binary, and the synthetic 124M model.
 
+#![allow(dead_code)] // Each helper is used by some of the test modules, not all.
+
+pub mod component;
+pub mod reference;
+pub mod synthetic;
+pub mod worker;
+
+use std::path::PathBuf;
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ is inside the workspace").to_path_buf()
+}
+
+/// A file under `models/`.
+pub fn model_file(relative: &str) -> PathBuf {
+    let path = root().join("models").join(relative);
+    assert!(path.exists(), "missing model or reference file {}", path.display());
+    path
+}
+
+/// The bundled model.
+pub fn kjv() -> PathBuf {
+    model_file("kjv-fortunes-18m/model-f16.gguf")
+}
+
+/// The tiny synthetic model.
+pub fn tiny() -> PathBuf {
+    model_file("tiny-synthetic/model-f32.gguf")
+}
+
+/// A scratch directory under `target/`, unique to `name`.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = root().join("target").join("test-scratch").join(name);
+    std::fs::create_dir_all(&dir).expect("scratch directory");
+    dir
+}
+
+/// Asserts equal shapes, then every value within `tolerance` (−∞ must match −∞).
+pub fn assert_close(what: &str, got_shape: &[usize], got: &[f32], want_shape: &[usize], want: &[f32], tolerance: f32) {
+    assert_eq!(got_shape, want_shape, "{what}: shape");
+    assert_eq!(got.len(), want.len(), "{what}: element count");
+    let mut worst = (0.0f32, 0usize);
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        if w.is_infinite() || g.is_infinite() {
+            assert_eq!(g, w, "{what}: element {i}");
+            continue;
+        }
+        assert!(g.is_finite(), "{what}: element {i} is {g}");
+        let diff = (g - w).abs();
+        if diff > worst.0 {
+            worst = (diff, i);
+        }
+    }
+    assert!(
+        worst.0 <= tolerance,
+        "{what}: element {} differs by {} (got {}, reference {}), over {tolerance}",
+        worst.1,
+        worst.0,
+        got[worst.1],
+        want[worst.1]
+    );
+}

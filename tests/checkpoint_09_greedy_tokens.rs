@@ -1,0 +1,54 @@
+//! Checkpoint 9: greedy generation through the component (chunked prefill, then one token at a
+//! time from the KV cache) reproduces the reference's 20 greedy tokens and text on every model.
+
+use crate::support::component::{deadline, load};
+use crate::support::{kjv, reference, synthetic, tiny};
+use llorch_cpud::backend::wit::{GenerateOptions, Sampling, Step, StopReason};
+use std::path::Path;
+
+fn greedy(max_tokens: u32) -> GenerateOptions {
+    GenerateOptions {
+        max_tokens,
+        sampling: Sampling { temperature: 0.0, top_k: 0, top_p: 1.0, min_p: 0.0, repetition_penalty: 1.0, seed: 0 },
+        stop: vec![],
+    }
+}
+
+fn check_greedy(folder: &str, model: &Path) {
+    let mut guest = load(model);
+    for prompt in reference::prompts(folder, "reference.json") {
+        let generation = guest.generate(&prompt.ids, &greedy(prompt.greedy_ids.len() as u32), deadline()).unwrap();
+        let (mut ids, mut text) = (Vec::new(), String::new());
+        let finish = loop {
+            match guest.next(generation, deadline()).unwrap() {
+                Step::Prefill(_) => {}
+                Step::Token(token) => {
+                    ids.push(token.id);
+                    text.push_str(&token.text);
+                }
+                Step::Finished(finish) => break finish,
+            }
+        };
+        text.push_str(&finish.text);
+        assert_eq!(finish.reason, StopReason::MaxTokens);
+        assert_eq!(ids, prompt.greedy_ids, "{folder}: greedy ids after {:?}", prompt.text);
+        assert_eq!(text, prompt.greedy_text, "{folder}: greedy text after {:?}", prompt.text);
+        assert_eq!(guest.tokenize(&prompt.text, deadline()).unwrap(), prompt.ids, "{folder}: prompt ids");
+        guest.finish(generation, deadline()).unwrap();
+    }
+}
+
+#[test]
+fn tiny_synthetic_greedy_tokens_match() {
+    check_greedy("tiny-synthetic", &tiny());
+}
+
+#[test]
+fn trained_model_greedy_tokens_match() {
+    check_greedy("kjv-fortunes-18m", &kjv());
+}
+
+#[test]
+fn gpt2_124m_shape_greedy_tokens_match() {
+    check_greedy("gpt2-124m-synthetic", &synthetic::gpt2_124m());
+}

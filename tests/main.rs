@@ -1,0 +1,14 @@
+//! Black-box tests of llorch-cpud: each module checks one stage against a reference, through
+//! the real component under wasmtime or the real binary over HTTP.
+
+mod support;
+
+mod checkpoint_01_embeddings;
+mod checkpoint_02_layer_norm;
+mod checkpoint_03_qkv;
+mod checkpoint_04_attention_scores;
+mod checkpoint_05_attention_output;
+mod checkpoint_06_ffn;
+mod checkpoint_07_first_block;
+mod checkpoint_08_full_logits;
+mod checkpoint_09_greedy_tokens;

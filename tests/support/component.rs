@@ -1,0 +1,43 @@
+//! The real guest component, compiled by the worker's own runtime and called in-process.
+
+use llorch_cpud::backend::guest::{Guest, GuestLimits};
+use llorch_cpud::backend::runtime::Runtime;
+use std::path::Path;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The runtime shared by every test of this process (one compile, cached under target/).
+pub fn runtime() -> Arc<Runtime> {
+    static RUNTIME: OnceLock<Arc<Runtime>> = OnceLock::new();
+    RUNTIME.get_or_init(|| Runtime::new(&super::scratch("component-cache")).expect("the runtime starts")).clone()
+}
+
+/// A guest with `model` loaded, under a 4 GiB memory cap.
+pub fn load(model: &Path) -> Guest {
+    let limits = GuestLimits { memory_bytes: 4 << 30, load_timeout: Duration::from_secs(300) };
+    Guest::load(&runtime(), model, &limits, Arc::new(AtomicU64::new(0)))
+        .unwrap_or_else(|e| panic!("loading {}: {e}", model.display()))
+}
+
+/// A deadline far enough for any single test call.
+pub fn deadline() -> Instant {
+    Instant::now() + Duration::from_secs(300)
+}
+
+/// Block-0 activations and logits of the bundled model for "Hello." ([15496, 13]), computed
+/// once per process by the real component.
+pub fn hello_checkpoints() -> &'static [llorch_cpud::backend::wit::Tensor] {
+    static CHECKPOINTS: OnceLock<Vec<llorch_cpud::backend::wit::Tensor>> = OnceLock::new();
+    CHECKPOINTS.get_or_init(|| load(&super::kjv()).checkpoints(&[15496, 13], deadline()).expect("checkpoints"))
+}
+
+/// Compares the component's activation `name` for "Hello." with transformers' within
+/// `tolerance`.
+pub fn compare_hello_checkpoint(name: &str, tolerance: f32) {
+    let reference = super::reference::tensors("kjv-fortunes-18m", "checkpoints_hello.safetensors");
+    let (_, want_shape, want) = reference.iter().find(|(n, _, _)| n == name).unwrap_or_else(|| panic!("reference has no {name}"));
+    let got = hello_checkpoints().iter().find(|t| t.name == name).unwrap_or_else(|| panic!("component has no {name}"));
+    let got_shape: Vec<usize> = got.shape.iter().map(|&d| d as usize).collect();
+    super::assert_close(name, &got_shape, &got.data, want_shape, want, tolerance);
+}

@@ -1,0 +1,192 @@
+//! The real `llorch-cpud` binary on a free port, and a small HTTP + SSE client for it.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A running worker; killed when dropped.
+pub struct Worker {
+    child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+/// The binary under test.
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_llorch-cpud")
+}
+
+/// Starts the binary with `args` (plus `--port 0` and the shared component cache) and
+/// collects its stdout lines.
+pub fn spawn(args: &[&str]) -> (Child, Arc<Mutex<Vec<String>>>) {
+    let cache = super::scratch("component-cache");
+    let mut child = Command::new(binary())
+        .args(["--port", "0", "--cache-dir"])
+        .arg(&cache)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the worker binary starts");
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let stdout = child.stdout.take().expect("piped stdout");
+    let sink = logs.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    (child, logs)
+}
+
+impl Worker {
+    /// Starts a worker and waits until it logs its address.
+    pub fn start(args: &[&str]) -> Worker {
+        let (mut child, logs) = spawn(args);
+        let started = Instant::now();
+        loop {
+            let url = logs.lock().unwrap().iter().find_map(|line| {
+                let entry: Value = serde_json::from_str(line).ok()?;
+                entry["message"].as_str()?.strip_prefix("listening on ").map(str::to_string)
+            });
+            if let Some(url) = url {
+                return Worker { child, url, logs };
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("worker exited with {status} before listening: {:?}", logs.lock().unwrap());
+            }
+            assert!(started.elapsed() < Duration::from_secs(120), "worker did not start: {:?}", logs.lock().unwrap());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The log lines so far, parsed.
+    pub fn logs(&self) -> Vec<Value> {
+        self.logs.lock().unwrap().iter().map(|l| serde_json::from_str(l).expect("log lines are JSON")).collect()
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits up to `limit` for the process to exit.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        wait_exit(&mut self.child, limit)
+    }
+
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        let response = client().get(format!("{}{path}", self.url)).send().expect("GET succeeds");
+        let status = response.status().as_u16();
+        (status, response.json().unwrap_or(Value::Null))
+    }
+
+    /// POSTs JSON; returns status, headers and the JSON body (Null when it is not JSON).
+    pub fn post(&self, path: &str, body: &Value) -> (u16, reqwest::header::HeaderMap, Value) {
+        self.post_raw(path, "application/json", serde_json::to_vec(body).unwrap())
+    }
+
+    /// POSTs raw bytes with a content type.
+    pub fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> (u16, reqwest::header::HeaderMap, Value) {
+        let response = client()
+            .post(format!("{}{path}", self.url))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .expect("POST succeeds");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        (status, headers, response.json().unwrap_or(Value::Null))
+    }
+
+    /// Starts `/execute` and returns the open event stream.
+    pub fn stream(&self, body: &Value) -> EventStream {
+        let response = client().post(format!("{}/execute", self.url)).json(body).send().expect("POST /execute succeeds");
+        assert_eq!(response.status(), 200, "execute answered {}", response.status());
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        assert_eq!(response.headers()["cache-control"], "no-cache");
+        EventStream { reader: BufReader::new(response) }
+    }
+
+    /// Runs `/execute` to the end and returns every event.
+    pub fn execute(&self, body: &Value) -> Vec<SseEvent> {
+        self.stream(body).collect()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits up to `limit` for `child` to exit.
+pub fn wait_exit(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder().timeout(Duration::from_secs(300)).build().unwrap()
+}
+
+/// One server-sent event, with the moment it arrived.
+#[derive(Debug, Clone)]
+pub struct SseEvent {
+    pub name: String,
+    pub data: Value,
+    pub at: Instant,
+}
+
+/// Events as they arrive on an open `/execute` response.
+pub struct EventStream {
+    reader: BufReader<reqwest::blocking::Response>,
+}
+
+impl Iterator for EventStream {
+    type Item = SseEvent;
+
+    /// The next event; checks the framing: `event:` line, `data:` line, blank line.
+    fn next(&mut self) -> Option<SseEvent> {
+        let mut line = String::new();
+        if self.reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        let name = line.strip_prefix("event: ").unwrap_or_else(|| panic!("expected an event line, got {line:?}"));
+        let name = name.trim_end_matches('\n').to_string();
+        let mut data = String::new();
+        self.reader.read_line(&mut data).expect("a data line");
+        let data = data.strip_prefix("data: ").unwrap_or_else(|| panic!("expected a data line, got {data:?}"));
+        let data: Value = serde_json::from_str(data.trim_end_matches('\n')).expect("data is JSON");
+        let mut blank = String::new();
+        self.reader.read_line(&mut blank).expect("a blank line");
+        assert_eq!(blank, "\n", "events end with a blank line");
+        assert_eq!(data["type"], name.as_str(), "data.type names the event");
+        Some(SseEvent { name, data, at: Instant::now() })
+    }
+}
+
+/// The concatenated `t` of every token event.
+pub fn text_of(events: &[SseEvent]) -> String {
+    events.iter().filter(|e| e.name == "token").map(|e| e.data["t"].as_str().unwrap()).collect()
+}
+
+/// The terminal event, checking there is exactly one and it is last.
+pub fn terminal(events: &[SseEvent]) -> &SseEvent {
+    let last = events.last().expect("at least one event");
+    assert!(last.name == "end" || last.name == "error", "last event is {}", last.name);
+    let terminals = events.iter().filter(|e| e.name == "end" || e.name == "error").count();
+    assert_eq!(terminals, 1, "exactly one terminal event");
+    last
+}
