@@ -39,7 +39,8 @@ fn synthetic_generator_rebuilds_the_shipped_tiny_model_exactly() {
     synthetic::write_gguf("tiny-synthetic", &path);
     let ours = std::fs::read(&path).unwrap();
     let shipped = std::fs::read(tiny()).unwrap();
-    let (ours, shipped) = (llorch_guest::gguf::Gguf::parse(&ours).unwrap(), llorch_guest::gguf::Gguf::parse(&shipped).unwrap());
+    let (ours, shipped) =
+        (llorch_guest::gguf::Gguf::parse(&ours).unwrap(), llorch_guest::gguf::Gguf::parse(&shipped).unwrap());
     assert_eq!(ours.tensors().len(), shipped.tensors().len());
     for info in shipped.tensors() {
         let (theirs, want) = shipped.tensor(&info.name).unwrap();

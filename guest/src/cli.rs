@@ -134,8 +134,26 @@ mod tests {
     #[test]
     fn parses_every_option() {
         let parsed = parse(&args(&[
-            "--model", "/m.gguf", "--prompt", "Hi", "--max-tokens", "5", "--temperature", "0.5", "--top-k", "3",
-            "--top-p", "0.9", "--min-p", "0.1", "--repetition-penalty", "1.2", "--seed", "9", "--stop", "\n",
+            "--model",
+            "/m.gguf",
+            "--prompt",
+            "Hi",
+            "--max-tokens",
+            "5",
+            "--temperature",
+            "0.5",
+            "--top-k",
+            "3",
+            "--top-p",
+            "0.9",
+            "--min-p",
+            "0.1",
+            "--repetition-penalty",
+            "1.2",
+            "--seed",
+            "9",
+            "--stop",
+            "\n",
         ]))
         .unwrap()
         .unwrap();
@@ -143,7 +161,10 @@ mod tests {
         assert_eq!(parsed.prompt, "Hi");
         assert_eq!(parsed.options.max_tokens, 5);
         let s = parsed.options.sampling;
-        assert_eq!((s.temperature, s.top_k, s.top_p, s.min_p, s.repetition_penalty, s.seed), (0.5, 3, 0.9, 0.1, 1.2, 9));
+        assert_eq!(
+            (s.temperature, s.top_k, s.top_p, s.min_p, s.repetition_penalty, s.seed),
+            (0.5, 3, 0.9, 0.1, 1.2, 9)
+        );
         assert_eq!(parsed.options.stop, ["\n"]);
         assert!(parsed.seed_given);
     }

@@ -147,8 +147,7 @@ impl<'a> Reader<'a> {
     fn string(&mut self, what: &str) -> Result<String> {
         let len = self.u64(what)?;
         let bytes = self.take(len, what)?;
-        String::from_utf8(bytes.to_vec())
-            .map_err(|_| Error::model(format!("{what} is not valid UTF-8")))
+        String::from_utf8(bytes.to_vec()).map_err(|_| Error::model(format!("{what} is not valid UTF-8")))
     }
 
     /// Reads a count of items that each take at least `min_item_bytes`, refusing counts the
@@ -228,9 +227,7 @@ impl<'a> Gguf<'a> {
         let mut r = Reader { bytes, pos: 0 };
         let magic = r.array::<4>("magic")?;
         if &magic != MAGIC {
-            return Err(Error::model(format!(
-                "not a GGUF file: magic is {magic:02x?}, expected \"GGUF\""
-            )));
+            return Err(Error::model(format!("not a GGUF file: magic is {magic:02x?}, expected \"GGUF\"")));
         }
         let version = r.u32("version")?;
         if !(2..=3).contains(&version) {
@@ -276,9 +273,7 @@ impl<'a> Gguf<'a> {
             }
             let n_dims = r.u32(&name)?;
             if !(1..=MAX_DIMS).contains(&n_dims) {
-                return Err(Error::model(format!(
-                    "tensor {name} has {n_dims} dimensions (1..={MAX_DIMS} allowed)"
-                )));
+                return Err(Error::model(format!("tensor {name} has {n_dims} dimensions (1..={MAX_DIMS} allowed)")));
             }
             let mut dims = Vec::with_capacity(n_dims as usize);
             let mut elements: u64 = 1;
@@ -287,9 +282,10 @@ impl<'a> Gguf<'a> {
                 if d == 0 {
                     return Err(Error::model(format!("tensor {name} has a zero dimension")));
                 }
-                elements = elements.checked_mul(d).filter(|&e| e <= i64::MAX as u64).ok_or_else(
-                    || Error::model(format!("tensor {name}: element count overflows")),
-                )?;
+                elements = elements
+                    .checked_mul(d)
+                    .filter(|&e| e <= i64::MAX as u64)
+                    .ok_or_else(|| Error::model(format!("tensor {name}: element count overflows")))?;
                 dims.push(d);
             }
             let type_id = r.u32(&name)?;
@@ -406,10 +402,9 @@ impl<'a> Gguf<'a> {
             .iter()
             .map(|v| match v {
                 Value::String(s) => Ok(s.as_str()),
-                v => Err(Error::model(format!(
-                    "metadata {key} must be an array of strings, found a {}",
-                    v.type_name()
-                ))),
+                v => {
+                    Err(Error::model(format!("metadata {key} must be an array of strings, found a {}", v.type_name())))
+                }
             })
             .collect()
     }
@@ -424,12 +419,12 @@ impl<'a> Gguf<'a> {
             .iter()
             .map(|v| match v {
                 Value::Int(i) => Ok(*i),
-                Value::Uint(u) => i64::try_from(*u)
-                    .map_err(|_| Error::model(format!("metadata {key}: {u} is out of range"))),
-                v => Err(Error::model(format!(
-                    "metadata {key} must be an array of integers, found a {}",
-                    v.type_name()
-                ))),
+                Value::Uint(u) => {
+                    i64::try_from(*u).map_err(|_| Error::model(format!("metadata {key}: {u} is out of range")))
+                }
+                v => {
+                    Err(Error::model(format!("metadata {key} must be an array of integers, found a {}", v.type_name())))
+                }
             })
             .collect::<Result<Vec<_>>>()
             .map(Some)

@@ -224,7 +224,12 @@ mod tests {
 
     #[test]
     fn rejects_out_of_range_parameters() {
-        for bad in [params(-0.1, 0, 1.0, 0.0), params(f32::NAN, 0, 1.0, 0.0), params(1.0, 0, 1.5, 0.0), params(1.0, 0, 1.0, 2.0)] {
+        for bad in [
+            params(-0.1, 0, 1.0, 0.0),
+            params(f32::NAN, 0, 1.0, 0.0),
+            params(1.0, 0, 1.5, 0.0),
+            params(1.0, 0, 1.0, 2.0),
+        ] {
             assert!(Sampler::new(bad).is_err(), "{bad:?}");
         }
     }

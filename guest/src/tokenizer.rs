@@ -54,9 +54,7 @@ impl Tokenizer {
         match gguf.str("tokenizer.ggml.model")? {
             Some("gpt2") => {}
             other => {
-                return Err(Error::model(format!(
-                    "tokenizer.ggml.model must be \"gpt2\", got {other:?}"
-                )));
+                return Err(Error::model(format!("tokenizer.ggml.model must be \"gpt2\", got {other:?}")));
             }
         }
         let tokens = gguf.strings("tokenizer.ggml.tokens")?;
@@ -92,9 +90,7 @@ impl Tokenizer {
         for (b, c) in alphabet.iter().enumerate() {
             char_byte.insert(*c, b as u8);
         }
-        let is_special = |id: usize| {
-            id == eos as usize || types.is_some_and(|t| t[id] == TOKEN_TYPE_CONTROL)
-        };
+        let is_special = |id: usize| id == eos as usize || types.is_some_and(|t| t[id] == TOKEN_TYPE_CONTROL);
 
         let mut ids: HashMap<&str, u32> = HashMap::with_capacity(tokens.len());
         let mut token_bytes = Vec::with_capacity(tokens.len());
@@ -116,9 +112,9 @@ impl Tokenizer {
 
         let mut byte_token = [0u32; 256];
         for (b, c) in alphabet.iter().enumerate() {
-            byte_token[b] = *ids.get(c.to_string().as_str()).ok_or_else(|| {
-                Error::model(format!("the vocabulary has no token for the byte 0x{b:02x}"))
-            })?;
+            byte_token[b] = *ids
+                .get(c.to_string().as_str())
+                .ok_or_else(|| Error::model(format!("the vocabulary has no token for the byte 0x{b:02x}")))?;
         }
 
         let mut merge_table = HashMap::with_capacity(merges.len());

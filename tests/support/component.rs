@@ -36,7 +36,8 @@ pub fn hello_checkpoints() -> &'static [llorch_cpud::backend::wit::Tensor] {
 /// `tolerance`.
 pub fn compare_hello_checkpoint(name: &str, tolerance: f32) {
     let reference = super::reference::tensors("kjv-fortunes-18m", "checkpoints_hello.safetensors");
-    let (_, want_shape, want) = reference.iter().find(|(n, _, _)| n == name).unwrap_or_else(|| panic!("reference has no {name}"));
+    let (_, want_shape, want) =
+        reference.iter().find(|(n, _, _)| n == name).unwrap_or_else(|| panic!("reference has no {name}"));
     let got = hello_checkpoints().iter().find(|t| t.name == name).unwrap_or_else(|| panic!("component has no {name}"));
     let got_shape: Vec<usize> = got.shape.iter().map(|&d| d as usize).collect();
     super::assert_close(name, &got_shape, &got.data, want_shape, want, tolerance);

@@ -120,7 +120,8 @@ fn tokenizer_tables() -> (Vec<String>, Vec<String>, Vec<i32>) {
 /// Writes the synthetic model described by `models/<folder>/reference.json` to `path`.
 pub fn write_gguf(folder: &str, path: &Path) {
     let reference: Value =
-        serde_json::from_str(&std::fs::read_to_string(model_file(&format!("{folder}/reference.json"))).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(model_file(&format!("{folder}/reference.json"))).unwrap())
+            .unwrap();
     let h = &reference["hparams"];
     let get = |k: &str| h[k].as_u64().unwrap_or_else(|| panic!("hparams.{k}"));
     let (n_layer, n_embd, n_head, n_ctx, seed) =
@@ -148,7 +149,12 @@ pub fn write_gguf(folder: &str, path: &Path) {
         .iter()
         .map(|t| {
             let shape = t["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
-            (t["name"].as_str().unwrap().to_string(), shape, t["center"].as_f64().unwrap(), t["half_width"].as_f64().unwrap())
+            (
+                t["name"].as_str().unwrap().to_string(),
+                shape,
+                t["center"].as_f64().unwrap(),
+                t["half_width"].as_f64().unwrap(),
+            )
         })
         .collect();
 
@@ -165,8 +171,11 @@ pub fn write_gguf(folder: &str, path: &Path) {
         let (gguf, transposed) = gguf_name(name);
         // GGUF lists dims fastest first: the HF shape reversed, unless the matrix is transposed
         // from Conv1D's [in, out] to [out, in], which lists [in, out] as it stands.
-        let dims: Vec<u64> =
-            if transposed { shape.iter().map(|&d| d as u64).collect() } else { shape.iter().rev().map(|&d| d as u64).collect() };
+        let dims: Vec<u64> = if transposed {
+            shape.iter().map(|&d| d as u64).collect()
+        } else {
+            shape.iter().rev().map(|&d| d as u64).collect()
+        };
         write_string(&mut header, &gguf);
         header.extend_from_slice(&(dims.len() as u32).to_le_bytes());
         dims.iter().for_each(|d| header.extend_from_slice(&d.to_le_bytes()));

@@ -105,7 +105,8 @@ impl Worker {
 
     /// Starts `/execute` and returns the open event stream.
     pub fn stream(&self, body: &Value) -> EventStream {
-        let response = client().post(format!("{}/execute", self.url)).json(body).send().expect("POST /execute succeeds");
+        let response =
+            client().post(format!("{}/execute", self.url)).json(body).send().expect("POST /execute succeeds");
         assert_eq!(response.status(), 200, "execute answered {}", response.status());
         assert_eq!(response.headers()["content-type"], "text/event-stream");
         assert_eq!(response.headers()["cache-control"], "no-cache");

@@ -47,7 +47,9 @@ mod tests {
     #[test]
     fn gelu_is_the_tanh_form() {
         // Values of 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) computed in f64.
-        for (x, expected) in [(-3.0, -0.003_637_392), (-1.0, -0.158_808_01), (0.0, 0.0), (0.5, 0.345_714), (2.0, 1.954_597_7)] {
+        for (x, expected) in
+            [(-3.0, -0.003_637_392), (-1.0, -0.158_808_01), (0.0, 0.0), (0.5, 0.345_714), (2.0, 1.954_597_7)]
+        {
             let got = super::gelu_tanh(x);
             assert!((got - expected).abs() < 1e-6, "gelu({x}) = {got}, expected {expected}");
         }

@@ -33,7 +33,14 @@ impl Block {
 
     /// x: `[T, C]` residual stream, updated in place; `cache` holds `start` earlier positions
     /// and receives this call's keys and values.
-    pub fn forward(&self, x: &mut [f32], t: usize, cache: &mut LayerCache, start: usize, mut trace: Option<&mut Trace>) {
+    pub fn forward(
+        &self,
+        x: &mut [f32],
+        t: usize,
+        cache: &mut LayerCache,
+        start: usize,
+        mut trace: Option<&mut Trace>,
+    ) {
         let c = x.len() / t;
         let h = self.ln_1.forward(x); // [T, C]
         record(&mut trace, "ln_1", &[t, c], &h);

@@ -43,7 +43,7 @@ impl Config {
             n_ff: dim("gpt2.feed_forward_length")?,
             eps: gguf.f32("gpt2.attention.layer_norm_epsilon")?,
         };
-        if config.n_embd % config.n_head != 0 {
+        if !config.n_embd.is_multiple_of(config.n_head) {
             return Err(Error::model(format!(
                 "embedding length {} is not a multiple of the head count {}",
                 config.n_embd, config.n_head

@@ -26,9 +26,7 @@ impl Gpt2 {
     pub fn load(gguf: &Gguf, file: &Arc<FileBuffer>, config: Config) -> Result<Self> {
         let (v, c) = (config.n_vocab, config.n_embd);
         let embedding = Embedding::load(gguf, file, v, config.n_ctx, c)?;
-        let blocks = (0..config.n_layer)
-            .map(|i| Block::load(gguf, file, &config, i))
-            .collect::<Result<Vec<_>>>()?;
+        let blocks = (0..config.n_layer).map(|i| Block::load(gguf, file, &config, i)).collect::<Result<Vec<_>>>()?;
         let ln_f = LayerNorm::load(gguf, file, "output_norm", c, config.eps)?;
         let lm_head = match gguf.tensor("output.weight") {
             Some(_) => Some(Weights::load(gguf, file, "output.weight", &[v, c])?),
@@ -40,7 +38,13 @@ impl Gpt2 {
     /// tokens: `[T]` (ids below V) at the positions after `cache` → logits `[T, V]` when
     /// `all_positions`, else `[1, V]` for the last token. Fills `cache` with T more positions;
     /// the caller keeps `cache.len() + T` within the context length.
-    pub fn forward(&self, tokens: &[u32], cache: &mut KvCache, all_positions: bool, mut trace: Option<&mut Trace>) -> Vec<f32> {
+    pub fn forward(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        all_positions: bool,
+        mut trace: Option<&mut Trace>,
+    ) -> Vec<f32> {
         let (t, c, v) = (tokens.len(), self.config.n_embd, self.config.n_vocab);
         let start = cache.len();
         let mut x = self.embedding.forward(tokens, start); // [T, C]
@@ -73,7 +77,10 @@ impl Gpt2 {
         let f = self.config.n_ff as u64;
         let per_block = 4 * c + (3 * c * c + 3 * c) + (c * c + c) + (f * c + f) + (c * f + c);
         let head = if self.lm_head.is_some() { self.config.n_vocab as u64 * c } else { 0 };
-        (self.config.n_vocab as u64 + self.config.n_ctx as u64) * c + self.config.n_layer as u64 * per_block + 2 * c + head
+        (self.config.n_vocab as u64 + self.config.n_ctx as u64) * c
+            + self.config.n_layer as u64 * per_block
+            + 2 * c
+            + head
     }
 
     /// Bytes of guest memory the weights add beyond the model file.
@@ -82,5 +89,37 @@ impl Gpt2 {
             + self.blocks.iter().map(Block::owned_bytes).sum::<usize>()
             + self.ln_f.owned_bytes()
             + self.lm_head.as_ref().map_or(0, Weights::owned_bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::Model;
+
+    fn tiny() -> Model {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/tiny-synthetic/model-f32.gguf");
+        Model::open(path).expect("the tiny model loads")
+    }
+
+    #[test]
+    fn prefill_then_one_step_equals_prefill_of_the_whole() {
+        let model = tiny();
+        let tokens = [464, 2068, 7586, 21831, 18045, 625, 262, 16931, 3290, 13];
+        let (n, v) = (tokens.len() - 1, model.gpt2.config.n_vocab);
+        let whole = model.gpt2.forward(&tokens, &mut model.new_cache(tokens.len()), true, None);
+        assert_eq!(whole.len(), tokens.len() * v);
+        // Prefill in uneven chunks, then decode the last token alone.
+        let mut cache = model.new_cache(tokens.len());
+        let mut last = Vec::new();
+        for chunk in [&tokens[..3], &tokens[3..n]] {
+            last = model.gpt2.forward(chunk, &mut cache, false, None);
+        }
+        let step = model.gpt2.forward(&tokens[n..], &mut cache, false, None);
+        assert_eq!(cache.len(), tokens.len());
+        for (name, got, row) in [("prefill", &last, n - 1), ("step", &step, n)] {
+            let want = &whole[row * v..(row + 1) * v];
+            let worst = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            assert!(worst < 1e-5, "{name}: logits differ by {worst}");
+        }
     }
 }

@@ -65,10 +65,7 @@ impl Model {
         let config = Config::from_gguf(&gguf, tokenizer.vocab_size())?;
         let gpt2 = Gpt2::load(&gguf, &file, config)?;
         let name = gguf.str("general.name")?.unwrap_or(fallback_name).to_string();
-        let weight_type = gguf
-            .tensor("blk.0.attn_qkv.weight")
-            .map_or("F32", |(info, _)| info.kind.name())
-            .to_string();
+        let weight_type = gguf.tensor("blk.0.attn_qkv.weight").map_or("F32", |(info, _)| info.kind.name()).to_string();
         drop(gguf);
         // The file stays in memory only when F32 weights are used where they lie.
         let file_bytes = if Arc::strong_count(&file) > 1 { file.bytes().len() as u64 } else { 0 };
@@ -103,10 +100,7 @@ impl Model {
             return Err(Error::request("the prompt has no tokens"));
         }
         if let Some(bad) = tokens.iter().find(|&&id| id as usize >= config.n_vocab) {
-            return Err(Error::request(format!(
-                "token id {bad} is outside the vocabulary of {}",
-                config.n_vocab
-            )));
+            return Err(Error::request(format!("token id {bad} is outside the vocabulary of {}", config.n_vocab)));
         }
         let needed = tokens.len().saturating_add(extra);
         if needed > config.n_ctx {

@@ -8,10 +8,10 @@ pub mod scalar;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 pub mod simd128;
 
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-pub use simd128 as kernels;
 #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
 pub use scalar as kernels;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub use simd128 as kernels;
 
 use crate::error::{Error, Result};
 use crate::gguf::{Gguf, TensorType};
@@ -28,9 +28,9 @@ impl FileBuffer {
     /// A zeroed buffer of `len` bytes to read a file into, or an error when memory runs out.
     pub fn try_zeroed(len: usize) -> Result<Self> {
         let mut words = Vec::new();
-        words.try_reserve_exact(len.div_ceil(4)).map_err(|_| {
-            Error::Io(format!("no memory for a {len}-byte model file"))
-        })?;
+        words
+            .try_reserve_exact(len.div_ceil(4))
+            .map_err(|_| Error::Io(format!("no memory for a {len}-byte model file")))?;
         words.resize(len.div_ceil(4), 0);
         Ok(FileBuffer { words, len })
     }
@@ -56,7 +56,7 @@ impl FileBuffer {
 
     /// The f32 values at a 4-aligned byte range.
     fn f32s(&self, bytes: Range<usize>) -> &[f32] {
-        debug_assert!(bytes.start % 4 == 0 && bytes.end % 4 == 0 && bytes.end <= self.len);
+        debug_assert!(bytes.start.is_multiple_of(4) && bytes.end.is_multiple_of(4) && bytes.end <= self.len);
         let words = &self.words[bytes.start / 4..bytes.end / 4];
         // SAFETY: u32 and f32 have the same size and alignment, and every bit pattern is an f32.
         unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<f32>(), words.len()) }
@@ -81,9 +81,7 @@ impl Weights {
     /// Loads tensor `name`, checking that its shape (slowest first) is `shape`, that its type is
     /// supported and that every value is finite.
     pub fn load(gguf: &Gguf, file: &Arc<FileBuffer>, name: &str, shape: &[usize]) -> Result<Self> {
-        let (info, bytes) = gguf
-            .tensor(name)
-            .ok_or_else(|| Error::model(format!("tensor {name} is missing")))?;
+        let (info, bytes) = gguf.tensor(name).ok_or_else(|| Error::model(format!("tensor {name} is missing")))?;
         let expected: Vec<u64> = shape.iter().rev().map(|&d| d as u64).collect();
         if info.dims != expected {
             return Err(Error::model(format!(
@@ -93,15 +91,13 @@ impl Weights {
         }
         let start = gguf.data_start() as usize + info.offset as usize;
         let storage = match info.kind {
-            TensorType::F32 if start % 4 == 0 => {
-                Storage::InFile(file.clone(), start..start + bytes.len())
+            TensorType::F32 if start.is_multiple_of(4) => Storage::InFile(file.clone(), start..start + bytes.len()),
+            TensorType::F32 => {
+                Storage::Owned(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
             }
-            TensorType::F32 => Storage::Owned(
-                bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-            ),
-            TensorType::F16 => Storage::Owned(
-                bytes.chunks_exact(2).map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]]))).collect(),
-            ),
+            TensorType::F16 => {
+                Storage::Owned(bytes.chunks_exact(2).map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]]))).collect())
+            }
             TensorType::Q8_0 => Storage::Owned(dequantize_q8_0(bytes)),
         };
         let weights = Weights { storage, shape: shape.to_vec() };

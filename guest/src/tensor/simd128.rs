@@ -105,9 +105,8 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     while p < len16 {
         for (i, lane) in acc.iter_mut().enumerate() {
             // SAFETY: p + 16 <= len, which both slices hold.
-            let (va, vb) = unsafe {
-                (v128_load(a.as_ptr().add(p + 4 * i).cast()), v128_load(b.as_ptr().add(p + 4 * i).cast()))
-            };
+            let (va, vb) =
+                unsafe { (v128_load(a.as_ptr().add(p + 4 * i).cast()), v128_load(b.as_ptr().add(p + 4 * i).cast())) };
             *lane = f32x4_add(*lane, f32x4_mul(va, vb));
         }
         p += 16;
@@ -160,10 +159,19 @@ mod tests {
 
     #[test]
     fn matmul_matches_scalar_on_many_shapes() {
-        for (case, &(rows, k, n)) in
-            [(1, 1, 1), (1, 7, 5), (1, 64, 9), (2, 33, 3), (3, 16, 4), (4, 8, 2), (5, 17, 7), (9, 64, 11), (16, 255, 13)]
-                .iter()
-                .enumerate()
+        for (case, &(rows, k, n)) in [
+            (1, 1, 1),
+            (1, 7, 5),
+            (1, 64, 9),
+            (2, 33, 3),
+            (3, 16, 4),
+            (4, 8, 2),
+            (5, 17, 7),
+            (9, 64, 11),
+            (16, 255, 13),
+        ]
+        .iter()
+        .enumerate()
         {
             let x = values(rows * k, case as u64);
             let w = values(n * k, 100 + case as u64);

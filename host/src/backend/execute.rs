@@ -12,8 +12,17 @@ use tokio::sync::mpsc::UnboundedSender;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum Event {
-    Started { job_id: String, model: String, started_at: String, seed: u64, prompt_tokens: u32 },
-    Token { t: String, i: u32 },
+    Started {
+        job_id: String,
+        model: String,
+        started_at: String,
+        seed: u64,
+        prompt_tokens: u32,
+    },
+    Token {
+        t: String,
+        i: u32,
+    },
     End {
         tokens_out: u32,
         decode_time_ms: u64,
@@ -21,7 +30,11 @@ pub enum Event {
         #[serde(skip_serializing_if = "Option::is_none")]
         stop_sequence_matched: Option<String>,
     },
-    Error { code: &'static str, message: String, retriable: bool },
+    Error {
+        code: &'static str,
+        message: String,
+        retriable: bool,
+    },
 }
 
 impl Event {

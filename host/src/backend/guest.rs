@@ -1,10 +1,10 @@
 //! One guest instance with a model loaded: a Store with limits and typed calls into the
 //! component, each under a deadline.
 
+use super::Worker;
 use super::runtime::{EPOCH_TICK, Runtime};
 use super::vram_usage::MemoryLimiter;
 use super::wit::{Error as WitError, GenerateOptions, ModelInfo, Step, Tensor};
-use super::Worker;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -78,7 +78,12 @@ pub struct Guest {
 impl Guest {
     /// Instantiates the component and loads `model_path`, whose directory the guest sees
     /// read-only. `memory` receives the guest's memory size as it grows.
-    pub fn load(runtime: &Runtime, model_path: &Path, limits: &GuestLimits, memory: Arc<AtomicU64>) -> Result<Self, CallError> {
+    pub fn load(
+        runtime: &Runtime,
+        model_path: &Path,
+        limits: &GuestLimits,
+        memory: Arc<AtomicU64>,
+    ) -> Result<Self, CallError> {
         let trapped = |message: String| CallError::Trapped { timed_out: false, message };
         let dir = model_path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let file = model_path
@@ -140,7 +145,12 @@ impl Guest {
     }
 
     /// Starts a generation.
-    pub fn generate(&mut self, prompt: &[u32], options: &GenerateOptions, deadline: Instant) -> Result<ResourceAny, CallError> {
+    pub fn generate(
+        &mut self,
+        prompt: &[u32],
+        options: &GenerateOptions,
+        deadline: Instant,
+    ) -> Result<ResourceAny, CallError> {
         self.call(deadline, |s, w, m| w.llorch_gpt2_inference().model().call_generate(s, m, prompt, options))?
             .map_err(CallError::Refused)
     }

@@ -83,7 +83,8 @@ impl Backend {
         let (jobs, job_rx) = crossbeam_channel::bounded(config.max_queue);
         let (quick, quick_rx) = crossbeam_channel::unbounded();
         let health = Arc::new(Health::default());
-        let thread = InferenceThread { runtime, config, guest: Some(guest), health: health.clone(), memory: memory.clone() };
+        let thread =
+            InferenceThread { runtime, config, guest: Some(guest), health: health.clone(), memory: memory.clone() };
         std::thread::Builder::new().name("inference".into()).spawn(move || thread.run(job_rx, quick_rx))?;
         Ok(Backend { jobs, quick, health, cancels: Arc::new(CancelRegistry::default()), info, memory })
     }
@@ -108,7 +109,11 @@ impl Backend {
         self.ask(Quick::Detokenize(tokens, tx), rx).await
     }
 
-    async fn ask<T>(&self, request: Quick, reply: oneshot::Receiver<Result<T, BackendError>>) -> Result<T, BackendError> {
+    async fn ask<T>(
+        &self,
+        request: Quick,
+        reply: oneshot::Receiver<Result<T, BackendError>>,
+    ) -> Result<T, BackendError> {
         self.health.is_healthy().map_err(BackendError::Down)?;
         self.quick.send(request).map_err(|_| BackendError::Down("the inference thread has stopped".into()))?;
         reply.await.unwrap_or_else(|_| Err(BackendError::Down("the guest failed while answering".into())))
@@ -197,7 +202,10 @@ fn answer_with(guest: &mut Guest, request: Quick) -> Result<(), CallError> {
 }
 
 /// Sends a guest call's result; a trap is returned to the caller after replying.
-fn reply_with<T>(reply: oneshot::Sender<Result<T, BackendError>>, result: Result<T, CallError>) -> Result<(), CallError> {
+fn reply_with<T>(
+    reply: oneshot::Sender<Result<T, BackendError>>,
+    result: Result<T, CallError>,
+) -> Result<(), CallError> {
     // A requester that went away does not need the answer.
     match result {
         Ok(value) => {

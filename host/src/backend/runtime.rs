@@ -73,7 +73,9 @@ fn load_or_compile(engine: &Engine, cache_dir: &Path) -> Result<Component> {
         // directory the operator chose; wasmtime still checks that it matches this engine.
         match unsafe { Component::deserialize_file(engine, &path) } {
             Ok(component) => return Ok(component),
-            Err(e) => crate::log::warn(&format!("recompiling: cached component {} unusable: {e}", path.display()), None),
+            Err(e) => {
+                crate::log::warn(&format!("recompiling: cached component {} unusable: {e}", path.display()), None)
+            }
         }
     }
     let compiled = engine

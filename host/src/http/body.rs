@@ -23,7 +23,7 @@ pub async fn json_body<T: DeserializeOwned>(headers: &HeaderMap, body: Body, lim
             ApiError::MalformedJson("the body could not be read".to_string())
         }
     })?;
-    let value: serde_json::Value =
-        serde_json::from_slice(&bytes).map_err(|e| ApiError::MalformedJson(format!("the body is not valid JSON: {e}")))?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::MalformedJson(format!("the body is not valid JSON: {e}")))?;
     serde_json::from_value(value).map_err(|e| ApiError::Unprocessable(e.to_string()))
 }

@@ -46,13 +46,17 @@ impl IntoResponse for ApiError {
                 axum::Json(json!({ "errors": [{ "field": "body", "constraint": "json", "message": message }] })),
             )
                 .into_response(),
-            ApiError::Invalid(errors) => (StatusCode::BAD_REQUEST, axum::Json(json!({ "errors": errors }))).into_response(),
+            ApiError::Invalid(errors) => {
+                (StatusCode::BAD_REQUEST, axum::Json(json!({ "errors": errors }))).into_response()
+            }
             ApiError::Unprocessable(message) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 axum::Json(json!({ "errors": [{ "field": "body", "constraint": "schema", "message": message }] })),
             )
                 .into_response(),
-            ApiError::UnsupportedMediaType(message) => simple(StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE", message),
+            ApiError::UnsupportedMediaType(message) => {
+                simple(StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE", message)
+            }
             ApiError::TooLarge(limit) => simple(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "PAYLOAD_TOO_LARGE",

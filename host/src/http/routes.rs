@@ -52,7 +52,11 @@ pub struct CancelRequest {
     job_id: String,
 }
 
-pub async fn cancel_by_body(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+pub async fn cancel_by_body(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let request: CancelRequest = json_body(&headers, body, state.max_body_bytes).await?;
     Ok(cancel(&state, &request.job_id))
 }
@@ -67,7 +71,10 @@ fn cancel(state: &AppState, job_id: &str) -> Response {
     if active {
         crate::log::info("cancel requested", Some(job_id));
     }
-    (StatusCode::ACCEPTED, Json(json!({ "job_id": job_id, "status": if active { "cancelling" } else { "not_active" } })))
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({ "job_id": job_id, "status": if active { "cancelling" } else { "not_active" } })),
+    )
         .into_response()
 }
 
@@ -81,7 +88,11 @@ pub struct TokenizeRequest {
     text: String,
 }
 
-pub async fn tokenize(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+pub async fn tokenize(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let request: TokenizeRequest = json_body(&headers, body, state.max_body_bytes).await?;
     let chars = request.text.chars().count();
     if chars > MAX_PROMPT_CHARS {
@@ -101,7 +112,11 @@ pub struct DetokenizeRequest {
     tokens: Vec<u32>,
 }
 
-pub async fn detokenize(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+pub async fn detokenize(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let request: DetokenizeRequest = json_body(&headers, body, state.max_body_bytes).await?;
     let vocab = state.backend.info.vocab_size;
     let mut errors: Vec<FieldError> = request

@@ -69,9 +69,19 @@ fn number(errors: &mut Vec<FieldError>, field: &str, v: Option<f64>, default: f6
     let Some(v) = v else { return default as f32 };
     let constraint = format!("range({min:.1}..={max:.1})");
     if v < min {
-        errors.push(broken(field, &constraint, format!("{field} must be at least {min:.1} (got {v})"), Some(v.to_string())));
+        errors.push(broken(
+            field,
+            &constraint,
+            format!("{field} must be at least {min:.1} (got {v})"),
+            Some(v.to_string()),
+        ));
     } else if v > max {
-        errors.push(broken(field, &constraint, format!("{field} must be at most {max:.1} (got {v})"), Some(v.to_string())));
+        errors.push(broken(
+            field,
+            &constraint,
+            format!("{field} must be at most {max:.1} (got {v})"),
+            Some(v.to_string()),
+        ));
     }
     v as f32
 }
@@ -176,7 +186,18 @@ mod tests {
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(
             fields,
-            ["job_id", "prompt", "max_tokens", "temperature", "top_p", "top_k", "min_p", "repetition_penalty", "stop[0]", "seed"]
+            [
+                "job_id",
+                "prompt",
+                "max_tokens",
+                "temperature",
+                "top_p",
+                "top_k",
+                "min_p",
+                "repetition_penalty",
+                "stop[0]",
+                "seed"
+            ]
         );
         let temperature = &errors[3];
         assert_eq!(temperature.constraint, "range(0.0..=2.0)");

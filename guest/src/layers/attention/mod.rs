@@ -23,16 +23,19 @@ pub struct Attention {
 impl Attention {
     /// Loads `blk.{block}.attn_qkv` and `blk.{block}.attn_output`.
     pub fn load(gguf: &Gguf, file: &Arc<FileBuffer>, block: usize, c: usize, n_head: usize) -> Result<Self> {
-        Ok(Attention {
-            qkv: Qkv::load(gguf, file, block, c)?,
-            output: Output::load(gguf, file, block, c)?,
-            n_head,
-        })
+        Ok(Attention { qkv: Qkv::load(gguf, file, block, c)?, output: Output::load(gguf, file, block, c)?, n_head })
     }
 
     /// x: `[T, C]` (normalised) at positions `start..start+T` → `[T, C]`. Appends this call's
     /// keys and values to `cache`, which then holds S = start + T positions.
-    pub fn forward(&self, x: &[f32], t: usize, cache: &mut LayerCache, start: usize, mut trace: Option<&mut Trace>) -> Vec<f32> {
+    pub fn forward(
+        &self,
+        x: &[f32],
+        t: usize,
+        cache: &mut LayerCache,
+        start: usize,
+        mut trace: Option<&mut Trace>,
+    ) -> Vec<f32> {
         let c = x.len() / t;
         let qkv = self.qkv.forward(x, t); // [T, 3C]
         record(&mut trace, "qkv", &[t, 3 * c], &qkv);
