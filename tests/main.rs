@@ -12,3 +12,7 @@ mod checkpoint_06_ffn;
 mod checkpoint_07_first_block;
 mod checkpoint_08_full_logits;
 mod checkpoint_09_greedy_tokens;
+mod checkpoint_10_startup_and_callback;
+mod checkpoint_11_request_errors;
+mod checkpoint_12_streaming;
+mod checkpoint_13_shutdown;

@@ -69,7 +69,17 @@ impl Job {
         self.cancel.is_cancelled() || self.events.is_closed()
     }
 
+    /// Sends `event`, logging the terminal ones.
     fn send(&self, event: Event) {
+        match &event {
+            Event::End { tokens_out, stop_reason, .. } => {
+                crate::log::info(&format!("job ended: {stop_reason}, {tokens_out} tokens"), Some(&self.id));
+            }
+            Event::Error { code, message, .. } => {
+                crate::log::info(&format!("job ended: {code}: {message}"), Some(&self.id));
+            }
+            _ => {}
+        }
         // A closed channel means the client left; the next `should_stop` notices.
         let _ = self.events.send(event);
     }

@@ -18,14 +18,14 @@ wasmtime::component::bindgen!({ path: "../wit", world: "worker" });
 pub use exports::llorch::gpt2::inference as wit;
 
 use cancel::CancelRegistry;
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender};
 use execute::Job;
 use guest::{CallError, Guest, GuestLimits};
 use is_healthy::Health;
 use runtime::Runtime;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use wit::ModelInfo;
@@ -63,6 +63,9 @@ pub enum BackendError {
 /// Handle to the inference thread, shared by the HTTP handlers.
 pub struct Backend {
     jobs: Sender<Job>,
+    /// Jobs queued or running, at most `max_queue + 1`.
+    in_flight: Arc<AtomicUsize>,
+    max_queue: usize,
     quick: Sender<Quick>,
     pub health: Arc<Health>,
     pub cancels: Arc<CancelRegistry>,
@@ -80,20 +83,41 @@ impl Backend {
         let guest = Guest::load(&runtime, &config.model_path, &config.limits, memory.clone())
             .map_err(|e| anyhow::anyhow!("cannot load model {}: {e}", config.model_path.display()))?;
         let info = guest.info.clone();
-        let (jobs, job_rx) = crossbeam_channel::bounded(config.max_queue);
+        let (jobs, job_rx) = crossbeam_channel::unbounded();
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let max_queue = config.max_queue;
         let (quick, quick_rx) = crossbeam_channel::unbounded();
         let health = Arc::new(Health::default());
-        let thread =
-            InferenceThread { runtime, config, guest: Some(guest), health: health.clone(), memory: memory.clone() };
+        let thread = InferenceThread {
+            runtime,
+            config,
+            guest: Some(guest),
+            health: health.clone(),
+            memory: memory.clone(),
+            in_flight: in_flight.clone(),
+        };
         std::thread::Builder::new().name("inference".into()).spawn(move || thread.run(job_rx, quick_rx))?;
-        Ok(Backend { jobs, quick, health, cancels: Arc::new(CancelRegistry::default()), info, memory })
+        Ok(Backend {
+            jobs,
+            in_flight,
+            max_queue,
+            quick,
+            health,
+            cancels: Arc::new(CancelRegistry::default()),
+            info,
+            memory,
+        })
     }
 
-    /// Queues a job; refused when the queue is full.
+    /// Queues a job; refused when one job runs and `max_queue` wait already.
     pub fn submit(&self, job: Job) -> Result<(), BackendError> {
-        self.jobs.try_send(job).map_err(|e| match e {
-            TrySendError::Full(_) => BackendError::Busy,
-            TrySendError::Disconnected(_) => BackendError::Down("the inference thread has stopped".into()),
+        let limit = self.max_queue + 1;
+        self.in_flight
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < limit).then_some(n + 1))
+            .map_err(|_| BackendError::Busy)?;
+        self.jobs.send(job).map_err(|_| {
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            BackendError::Down("the inference thread has stopped".into())
         })
     }
 
@@ -128,6 +152,7 @@ struct InferenceThread {
     guest: Option<Guest>,
     health: Arc<Health>,
     memory: Arc<AtomicU64>,
+    in_flight: Arc<AtomicUsize>,
 }
 
 impl InferenceThread {
@@ -159,6 +184,7 @@ impl InferenceThread {
         if let Err(execute::Trapped(error)) = outcome {
             self.rebuild(&error);
         }
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 
     fn answer(&mut self, request: Quick) {

@@ -1,0 +1,81 @@
+//! Checkpoint 10: startup order and the ready callback: sent once the port serves, with every
+//! field, retried on 5xx, skipped in test mode, fatal when it cannot get through.
+
+use crate::support::pool_manager::PoolManager;
+use crate::support::worker::{Worker, spawn, wait_exit};
+use crate::support::{kjv, tiny};
+use std::time::{Duration, Instant};
+
+fn wait_for_callbacks(pool: &PoolManager, n: usize) {
+    let started = Instant::now();
+    while pool.received().len() < n {
+        assert!(started.elapsed() < Duration::from_secs(60), "only {} callbacks arrived", pool.received().len());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn ready_callback_comes_after_the_port_serves_with_every_field() {
+    let pool = PoolManager::start(&[]);
+    let model = kjv();
+    let worker =
+        Worker::start(&["--worker-id", "w-7", "--model", model.to_str().unwrap(), "--callback-url", &pool.url]);
+    wait_for_callbacks(&pool, 1);
+    let callback = &pool.received()[0];
+    assert_eq!(callback.path, "/v1/workers/ready", "the URL is used verbatim");
+    assert!(callback.worker_was_serving, "the worker must serve before calling back");
+    let body = &callback.body;
+    assert_eq!(body["worker_id"], "w-7");
+    assert_eq!(body["vram_bytes"], 0);
+    assert_eq!(body["uri"], worker.url.as_str());
+    assert!(body["memory_bytes"].as_u64().unwrap() > 37_000_000, "memory holds the weights: {body}");
+    assert_eq!(body["memory_architecture"], "cpu");
+    assert_eq!(body["worker_type"], "cpu");
+    assert_eq!(body["capabilities"], serde_json::json!(["text-gen"]));
+    assert_eq!(body["model_ref"], "kjv-fortunes-18m");
+    let messages: Vec<String> = worker.logs().iter().map(|l| l["message"].as_str().unwrap().to_string()).collect();
+    let position =
+        |prefix: &str| messages.iter().position(|m| m.starts_with(prefix)).unwrap_or_else(|| panic!("no log {prefix}"));
+    assert!(position("model loaded") < position("listening on"));
+    assert!(position("listening on") < position("ready callback sent"));
+}
+
+#[test]
+fn ready_callback_is_retried_after_server_errors() {
+    let pool = PoolManager::start(&[503, 500]);
+    let worker = Worker::start(&["--model", tiny().to_str().unwrap(), "--callback-url", &pool.url]);
+    wait_for_callbacks(&pool, 3);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(pool.received().len(), 3, "no callback after the first 2xx");
+    assert!(worker.logs().iter().any(|l| l["message"].as_str().unwrap().starts_with("ready callback sent")));
+}
+
+#[test]
+fn test_mode_url_skips_the_callback() {
+    let worker = Worker::start(&["--model", tiny().to_str().unwrap(), "--callback-url", "http://localhost:9999/ready"]);
+    let (status, _) = worker.get("/health");
+    assert_eq!(status, 200);
+    assert!(!worker.logs().iter().any(|l| l["message"].as_str().unwrap().contains("callback")));
+}
+
+#[test]
+fn unreachable_callback_exits_non_zero_with_a_clear_line() {
+    // A port that was free a moment ago refuses connections.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}/ready");
+    let (mut child, logs) =
+        spawn(&["--model", tiny().to_str().unwrap(), "--callback-url", &url, "--callback-timeout-sec", "1"]);
+    let status = wait_exit(&mut child, Duration::from_secs(60)).expect("the worker gives up");
+    assert!(!status.success());
+    let last = logs.lock().unwrap().last().cloned().unwrap();
+    assert!(last.contains("\"level\":\"error\"") && last.contains("gave up after 1 s"), "{last}");
+}
+
+#[test]
+fn a_missing_model_exits_non_zero_naming_the_file() {
+    let (mut child, logs) = spawn(&["--model", "/no/such/model.gguf"]);
+    let status = wait_exit(&mut child, Duration::from_secs(30)).expect("the worker exits");
+    assert!(!status.success());
+    let last = logs.lock().unwrap().last().cloned().unwrap();
+    assert!(last.contains("/no/such/model.gguf"), "{last}");
+}
