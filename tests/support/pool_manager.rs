@@ -28,7 +28,7 @@ impl PoolManager {
         let url = format!("http://{}/v1/workers/ready", listener.local_addr().unwrap());
         let received = Arc::new(Mutex::new(Vec::new()));
         let sink = received.clone();
-        let mut statuses = statuses.to_vec().into_iter();
+        let mut statuses = Vec::from(statuses).into_iter();
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
