@@ -1,9 +1,9 @@
 //! Checkpoint 9: greedy generation through the component (chunked prefill, then one token at a
 //! time from the KV cache) reproduces the reference's 20 greedy tokens and text on every model.
 
-use crate::support::component::{deadline, load};
+use crate::support::component::{deadline, generate_all, load};
 use crate::support::{kjv, reference, synthetic, tiny};
-use llorch_cpud::backend::wit::{GenerateOptions, Sampling, Step, StopReason};
+use llorch_cpud::backend::wit::{GenerateOptions, Sampling, StopReason};
 use std::path::Path;
 
 fn greedy(max_tokens: u32) -> GenerateOptions {
@@ -17,24 +17,13 @@ fn greedy(max_tokens: u32) -> GenerateOptions {
 fn check_greedy(folder: &str, model: &Path) {
     let mut guest = load(model);
     for prompt in reference::prompts(folder, "reference.json") {
-        let generation = guest.generate(&prompt.ids, &greedy(prompt.greedy_ids.len() as u32), deadline()).unwrap();
-        let (mut ids, mut text) = (Vec::new(), String::new());
-        let finish = loop {
-            match guest.next(generation, deadline()).unwrap() {
-                Step::Prefill(_) => {}
-                Step::Token(token) => {
-                    ids.push(token.id);
-                    text.push_str(&token.text);
-                }
-                Step::Finished(finish) => break finish,
-            }
-        };
-        text.push_str(&finish.text);
+        let (tokens, finish) = generate_all(&mut guest, &prompt.ids, &greedy(prompt.greedy_ids.len() as u32));
+        let ids: Vec<u32> = tokens.iter().map(|t| t.id).collect();
+        let text: String = tokens.iter().map(|t| t.text.as_str()).chain([finish.text.as_str()]).collect();
         assert_eq!(finish.reason, StopReason::MaxTokens);
         assert_eq!(ids, prompt.greedy_ids, "{folder}: greedy ids after {:?}", prompt.text);
         assert_eq!(text, prompt.greedy_text, "{folder}: greedy text after {:?}", prompt.text);
         assert_eq!(guest.tokenize(&prompt.text, deadline()).unwrap(), prompt.ids, "{folder}: prompt ids");
-        guest.finish(generation, deadline()).unwrap();
     }
 }
 

@@ -16,3 +16,6 @@ mod checkpoint_10_startup_and_callback;
 mod checkpoint_11_request_errors;
 mod checkpoint_12_streaming;
 mod checkpoint_13_shutdown;
+mod checkpoint_14_tokenizer;
+mod checkpoint_15_sampling;
+mod checkpoint_16_stop_eos_utf8;

@@ -42,3 +42,23 @@ pub fn compare_hello_checkpoint(name: &str, tolerance: f32) {
     let got_shape: Vec<usize> = got.shape.iter().map(|&d| d as usize).collect();
     super::assert_close(name, &got_shape, &got.data, want_shape, want, tolerance);
 }
+
+/// Runs a generation in `guest` to its end; returns every token and the finish.
+pub fn generate_all(
+    guest: &mut Guest,
+    prompt: &[u32],
+    options: &llorch_cpud::backend::wit::GenerateOptions,
+) -> (Vec<llorch_cpud::backend::wit::Token>, llorch_cpud::backend::wit::Finish) {
+    use llorch_cpud::backend::wit::Step;
+    let generation = guest.generate(prompt, options, deadline()).expect("generation starts");
+    let mut tokens = Vec::new();
+    let finish = loop {
+        match guest.next(generation, deadline()).expect("a step") {
+            Step::Prefill(_) => {}
+            Step::Token(token) => tokens.push(token),
+            Step::Finished(finish) => break finish,
+        }
+    };
+    guest.finish(generation, deadline()).expect("generation freed");
+    (tokens, finish)
+}
