@@ -19,3 +19,4 @@ mod checkpoint_13_shutdown;
 mod checkpoint_14_tokenizer;
 mod checkpoint_15_sampling;
 mod checkpoint_16_stop_eos_utf8;
+mod checkpoint_17_wasmtime_cli;

@@ -87,17 +87,17 @@ fn random_seed() -> u64 {
     std::collections::hash_map::RandomState::new().build_hasher().finish()
 }
 
-/// Runs the command line; returns the exit code.
-pub fn main(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+/// Runs the command line; `Err` makes the process exit non-zero.
+pub fn main(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> Result<(), ()> {
     let args = match parse(args) {
         Ok(Some(args)) => args,
         Ok(None) => {
             let _ = out.write_all(USAGE.as_bytes());
-            return 0;
+            return Ok(());
         }
         Err(message) => {
             let _ = writeln!(err, "error: {message}");
-            return 2;
+            return Err(());
         }
     };
     if !args.seed_given && args.options.sampling.temperature > 0.0 {
@@ -112,7 +112,7 @@ pub fn main(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
         Ok(generation) => generation,
         Err(e) => {
             let _ = writeln!(err, "error: {e}");
-            return 1;
+            return Err(());
         }
     };
     generation.run_to_end(|text| {
@@ -120,7 +120,7 @@ pub fn main(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
         let _ = out.flush();
     });
     let _ = writeln!(out);
-    0
+    Ok(())
 }
 
 #[cfg(test)]
@@ -184,10 +184,10 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_model_file_is_a_message_and_exit_code_1() {
+    fn a_missing_model_file_is_a_message_and_a_failure() {
         let (mut out, mut err) = (Vec::new(), Vec::new());
-        let code = main(&args(&["--model", "/no/such.gguf", "--prompt", "x", "--seed", "1"]), &mut out, &mut err);
-        assert_eq!(code, 1);
+        let result = main(&args(&["--model", "/no/such.gguf", "--prompt", "x", "--seed", "1"]), &mut out, &mut err);
+        assert_eq!(result, Err(()));
         assert!(String::from_utf8(err).unwrap().starts_with("error: cannot read model: /no/such.gguf"));
     }
 }

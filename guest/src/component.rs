@@ -150,8 +150,7 @@ struct Command;
 impl wasip2::exports::cli::run::Guest for Command {
     fn run() -> Result<(), ()> {
         let args: Vec<String> = std::env::args().skip(1).collect();
-        let code = crate::cli::main(&args, &mut std::io::stdout(), &mut std::io::stderr());
-        if code == 0 { Ok(()) } else { Err(()) }
+        crate::cli::main(&args, &mut std::io::stdout(), &mut std::io::stderr())
     }
 }
 
