@@ -42,9 +42,8 @@ fn cli_text_equals_execute_text_for_the_same_seed() {
         let args = ["--model", &file, "--prompt", prompt, "--max-tokens", "30", "--temperature", "0.9", "--seed", "11"];
         let cli = stdout(&run(&model, &args));
         let worker = Worker::start(&["--model", model.to_str().unwrap()]);
-        let events = worker.execute(
-            &json!({"job_id": "cli", "prompt": prompt, "max_tokens": 30, "temperature": 0.9, "seed": 11}),
-        );
+        let events = worker
+            .execute(&json!({"job_id": "cli", "prompt": prompt, "max_tokens": 30, "temperature": 0.9, "seed": 11}));
         assert_eq!(cli, format!("{}\n", text_of(&events)), "{}", model.display());
     }
 }
@@ -52,7 +51,8 @@ fn cli_text_equals_execute_text_for_the_same_seed() {
 #[test]
 fn help_lists_the_options() {
     let help = stdout(&run(&kjv(), &["--help"]));
-    for option in ["--model", "--prompt", "--max-tokens", "--temperature", "--top-k", "--top-p", "--min-p", "--seed", "--stop"]
+    for option in
+        ["--model", "--prompt", "--max-tokens", "--temperature", "--top-k", "--top-p", "--min-p", "--seed", "--stop"]
     {
         assert!(help.contains(option), "--help lacks {option}");
     }

@@ -75,7 +75,7 @@ impl Generation {
         let sampler = Sampler::new(options.sampling)?;
         let capacity = prompt.len() + options.max_tokens as usize;
         Ok(Generation {
-            cache: model.new_cache(capacity),
+            cache: model.new_cache(capacity)?,
             model,
             sampler,
             stream: TextStream::new(&options.stop),

@@ -41,6 +41,9 @@ pub struct Args {
     /// Largest request body, in bytes.
     #[arg(long, default_value_t = 1 << 20)]
     pub max_body_bytes: usize,
+    /// Time a client has to send a request's headers, in seconds; slower connections are closed.
+    #[arg(long, default_value_t = 10.0)]
+    pub header_timeout_sec: f64,
     /// How long to keep retrying the ready callback, in seconds.
     #[arg(long, default_value_t = 60.0)]
     pub callback_timeout_sec: f64,

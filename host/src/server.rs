@@ -48,9 +48,8 @@ pub async fn run(args: Args) -> Result<()> {
 
     let state = AppState::new(backend, args.max_body_bytes, Duration::from_secs_f64(args.inference_timeout_sec));
     tokio::spawn(stop_on_signal(state.clone()));
-    let server = tokio::spawn(
-        axum::serve(listener, router(state.clone())).with_graceful_shutdown(drained(state.clone())).into_future(),
-    );
+    let header_timeout = Duration::from_secs_f64(args.header_timeout_sec);
+    let server = tokio::spawn(serve(listener, router(state.clone()), header_timeout, drained(state.clone())));
 
     if let Some(url) = args.callback_url.as_deref().filter(|url| !callback::is_test_mode(url)) {
         let ready = Ready {
@@ -64,9 +63,46 @@ pub async fn run(args: Args) -> Result<()> {
             .map_err(anyhow::Error::msg)?;
         crate::log::info(&format!("ready callback sent to {url}"), None);
     }
-    server.await??;
+    server.await?;
     crate::log::info("stopped", None);
     Ok(())
+}
+
+/// Serves HTTP/1.1 on `listener` until `shutdown` resolves, then waits for open connections to
+/// finish. A client must send its request head within `header_timeout`, so slow clients cannot
+/// hold connections open by trickling headers.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    header_timeout: Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_timeout);
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    crate::log::warn(&format!("accept failed: {e}"), None);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let connection = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            // Errors here are a client's broken or timed-out connection; nothing to report.
+            let _ = connection.await;
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }
 
 /// Begins the shutdown on SIGTERM or SIGINT.

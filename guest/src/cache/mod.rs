@@ -1,5 +1,7 @@
 //! The KV cache: keys and values of every position seen so far, one pair of buffers per block.
 
+use crate::error::{Error, Result};
+
 /// Keys and values of one block, `[S, C]` each, heads side by side.
 pub struct LayerCache {
     keys: Vec<f32>,
@@ -36,14 +38,22 @@ pub struct KvCache {
 
 impl KvCache {
     /// An empty cache for `n_layer` blocks of width `c`, with room reserved for `capacity`
-    /// positions so decoding never reallocates.
-    pub fn new(n_layer: usize, c: usize, capacity: usize) -> Self {
-        let layer = || LayerCache {
-            keys: Vec::with_capacity(capacity * c),
-            values: Vec::with_capacity(capacity * c),
-            width: c,
+    /// positions so decoding never reallocates; an error when memory runs out.
+    pub fn try_new(n_layer: usize, c: usize, capacity: usize) -> Result<Self> {
+        let buffer = || -> Result<Vec<f32>> {
+            let mut v = Vec::new();
+            v.try_reserve_exact(capacity * c).map_err(|_| {
+                Error::request(format!(
+                    "not enough memory for a KV cache of {capacity} positions ({} bytes)",
+                    Self::bytes_for(n_layer, c, capacity)
+                ))
+            })?;
+            Ok(v)
         };
-        KvCache { layers: (0..n_layer).map(|_| layer()).collect(), len: 0 }
+        let layers = (0..n_layer)
+            .map(|_| Ok(LayerCache { keys: buffer()?, values: buffer()?, width: c }))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(KvCache { layers, len: 0 })
     }
 
     /// Positions filled.

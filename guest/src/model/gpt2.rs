@@ -106,10 +106,10 @@ mod tests {
         let model = tiny();
         let tokens = [464, 2068, 7586, 21831, 18045, 625, 262, 16931, 3290, 13];
         let (n, v) = (tokens.len() - 1, model.gpt2.config.n_vocab);
-        let whole = model.gpt2.forward(&tokens, &mut model.new_cache(tokens.len()), true, None);
+        let whole = model.gpt2.forward(&tokens, &mut model.new_cache(tokens.len()).unwrap(), true, None);
         assert_eq!(whole.len(), tokens.len() * v);
         // Prefill in uneven chunks, then decode the last token alone.
-        let mut cache = model.new_cache(tokens.len());
+        let mut cache = model.new_cache(tokens.len()).unwrap();
         let mut last = Vec::new();
         for chunk in [&tokens[..3], &tokens[3..n]] {
             last = model.gpt2.forward(chunk, &mut cache, false, None);

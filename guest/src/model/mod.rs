@@ -116,19 +116,19 @@ impl Model {
     /// Logits `[T, V]` at every position of `tokens`.
     pub fn logits(&self, tokens: &[u32]) -> Result<Vec<f32>> {
         self.check_tokens(tokens, 0)?;
-        Ok(self.gpt2.forward(tokens, &mut self.new_cache(tokens.len()), true, None))
+        Ok(self.gpt2.forward(tokens, &mut self.new_cache(tokens.len())?, true, None))
     }
 
     /// Activations of block 0 and the logits at every position of `tokens`.
     pub fn checkpoints(&self, tokens: &[u32]) -> Result<Vec<Checkpoint>> {
         self.check_tokens(tokens, 0)?;
         let mut trace = Trace::default();
-        self.gpt2.forward(tokens, &mut self.new_cache(tokens.len()), true, Some(&mut trace));
+        self.gpt2.forward(tokens, &mut self.new_cache(tokens.len())?, true, Some(&mut trace));
         Ok(trace.checkpoints)
     }
 
     /// An empty KV cache with room for `capacity` positions.
-    pub fn new_cache(&self, capacity: usize) -> KvCache {
-        KvCache::new(self.gpt2.config.n_layer, self.gpt2.config.n_embd, capacity)
+    pub fn new_cache(&self, capacity: usize) -> Result<KvCache> {
+        KvCache::try_new(self.gpt2.config.n_layer, self.gpt2.config.n_embd, capacity)
     }
 }
