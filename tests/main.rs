@@ -20,3 +20,7 @@ mod checkpoint_14_tokenizer;
 mod checkpoint_15_sampling;
 mod checkpoint_16_stop_eos_utf8;
 mod checkpoint_17_wasmtime_cli;
+mod checkpoint_18_hostile_models;
+mod checkpoint_19_gguf_fuzz;
+mod checkpoint_20_guest_failures;
+mod checkpoint_21_hostile_requests;

@@ -157,7 +157,7 @@ impl<'a> Reader<'a> {
         let room = self.remaining() / min_item_bytes.max(1);
         if n > room {
             return Err(Error::model(format!(
-                "{what} is {n}, but the {} bytes left in the file hold at most {room}",
+                "file truncated or corrupt: {what} is {n}, but the {} bytes left in the file hold at most {room}",
                 self.remaining()
             )));
         }
@@ -253,7 +253,7 @@ impl<'a> Gguf<'a> {
 
         if tensor_count > r.remaining() / 32 {
             return Err(Error::model(format!(
-                "tensor count is {tensor_count}, but the {} bytes left in the file hold at most {}",
+                "file truncated or corrupt: tensor count is {tensor_count}, but the {} bytes left in the file hold at most {}",
                 r.remaining(),
                 r.remaining() / 32
             )));
@@ -338,7 +338,7 @@ impl<'a> Gguf<'a> {
             let end = t.offset.checked_add(t.size).filter(|&e| e <= data.len() as u64);
             let Some(end) = end else {
                 return Err(Error::model(format!(
-                    "tensor {}: {} bytes at offset {} run past the end of the data section ({} bytes)",
+                    "file truncated or corrupt: tensor {}: {} bytes at offset {} run past the end of the data section ({} bytes)",
                     t.name,
                     t.size,
                     t.offset,

@@ -32,7 +32,7 @@ pub struct Tokenizer {
 
 /// GPT-2's map from bytes to printable characters: printable Latin-1 bytes stand for
 /// themselves, the rest are shifted to U+0100 and up.
-fn byte_alphabet() -> [char; 256] {
+pub fn byte_alphabet() -> [char; 256] {
     let mut table = ['\0'; 256];
     let mut next = 256u32;
     for b in 0..=255u32 {
@@ -54,7 +54,8 @@ impl Tokenizer {
         match gguf.str("tokenizer.ggml.model")? {
             Some("gpt2") => {}
             other => {
-                return Err(Error::model(format!("tokenizer.ggml.model must be \"gpt2\", got {other:?}")));
+                let got = other.map_or("nothing".to_string(), |s| format!("{s:?}"));
+                return Err(Error::model(format!("tokenizer.ggml.model must be \"gpt2\", got {got}")));
             }
         }
         let tokens = gguf.strings("tokenizer.ggml.tokens")?;

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // Each helper is used by some of the test modules, not all.
 
 pub mod component;
+pub mod gguf_builder;
 pub mod pool_manager;
 pub mod reference;
 pub mod synthetic;

@@ -1,10 +1,10 @@
 //! Seeded synthetic GPT-2 models rebuilt from the weight formula in models/README.md, written
 //! as GGUF files the way llama.cpp's converter lays them out (F32, `[out, in]` matrices).
 
+use super::gguf_builder::GgufBuilder;
 use super::model_file;
 use llorch_guest::gguf::{Gguf, Value as GgufValue};
 use serde_json::Value;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 fn splitmix64(mut x: u64) -> u64 {
@@ -55,50 +55,6 @@ fn gguf_name(hf: &str) -> (String, bool) {
     }
 }
 
-/// A GGUF metadata value to write.
-enum Meta {
-    U32(u32),
-    F32(f32),
-    Str(String),
-    Strings(Vec<String>),
-    I32s(Vec<i32>),
-}
-
-fn write_string(out: &mut Vec<u8>, s: &str) {
-    out.extend_from_slice(&(s.len() as u64).to_le_bytes());
-    out.extend_from_slice(s.as_bytes());
-}
-
-fn write_meta(out: &mut Vec<u8>, key: &str, value: &Meta) {
-    write_string(out, key);
-    match value {
-        Meta::U32(v) => {
-            out.extend_from_slice(&4u32.to_le_bytes());
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-        Meta::F32(v) => {
-            out.extend_from_slice(&6u32.to_le_bytes());
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-        Meta::Str(s) => {
-            out.extend_from_slice(&8u32.to_le_bytes());
-            write_string(out, s);
-        }
-        Meta::Strings(items) => {
-            out.extend_from_slice(&9u32.to_le_bytes());
-            out.extend_from_slice(&8u32.to_le_bytes());
-            out.extend_from_slice(&(items.len() as u64).to_le_bytes());
-            items.iter().for_each(|s| write_string(out, s));
-        }
-        Meta::I32s(items) => {
-            out.extend_from_slice(&9u32.to_le_bytes());
-            out.extend_from_slice(&5u32.to_le_bytes());
-            out.extend_from_slice(&(items.len() as u64).to_le_bytes());
-            items.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
-        }
-    }
-}
-
 /// The GPT-2 tokenizer tables, read from the tiny model's GGUF.
 fn tokenizer_tables() -> (Vec<String>, Vec<String>, Vec<i32>) {
     let bytes = std::fs::read(model_file("tiny-synthetic/model-f32.gguf")).unwrap();
@@ -127,87 +83,26 @@ pub fn write_gguf(folder: &str, path: &Path) {
     let (n_layer, n_embd, n_head, n_ctx, seed) =
         (get("n_layer"), get("n_embd"), get("n_head"), get("n_positions"), get("seed"));
     let (tokens, merges, types) = tokenizer_tables();
-    let metadata = [
-        ("general.architecture", Meta::Str("gpt2".into())),
-        ("general.name", Meta::Str(format!("synthetic-{folder}"))),
-        ("gpt2.context_length", Meta::U32(n_ctx as u32)),
-        ("gpt2.embedding_length", Meta::U32(n_embd as u32)),
-        ("gpt2.feed_forward_length", Meta::U32(4 * n_embd as u32)),
-        ("gpt2.block_count", Meta::U32(n_layer as u32)),
-        ("gpt2.attention.head_count", Meta::U32(n_head as u32)),
-        ("gpt2.attention.layer_norm_epsilon", Meta::F32(1e-5)),
-        ("tokenizer.ggml.model", Meta::Str("gpt2".into())),
-        ("tokenizer.ggml.tokens", Meta::Strings(tokens)),
-        ("tokenizer.ggml.token_type", Meta::I32s(types)),
-        ("tokenizer.ggml.merges", Meta::Strings(merges)),
-        ("tokenizer.ggml.bos_token_id", Meta::U32(50256)),
-        ("tokenizer.ggml.eos_token_id", Meta::U32(50256)),
-    ];
-    let specs: Vec<(String, Vec<usize>, f64, f64)> = reference["init"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| {
-            let shape = t["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
-            (
-                t["name"].as_str().unwrap().to_string(),
-                shape,
-                t["center"].as_f64().unwrap(),
-                t["half_width"].as_f64().unwrap(),
-            )
-        })
-        .collect();
-
-    let mut header = Vec::new();
-    header.extend_from_slice(b"GGUF");
-    header.extend_from_slice(&3u32.to_le_bytes());
-    header.extend_from_slice(&(specs.len() as u64).to_le_bytes());
-    header.extend_from_slice(&(metadata.len() as u64).to_le_bytes());
-    for (key, value) in &metadata {
-        write_meta(&mut header, key, value);
-    }
-    let mut offset = 0u64;
-    for (name, shape, _, _) in &specs {
-        let (gguf, transposed) = gguf_name(name);
-        // GGUF lists dims fastest first: the HF shape reversed, unless the matrix is transposed
-        // from Conv1D's [in, out] to [out, in], which lists [in, out] as it stands.
-        let dims: Vec<u64> = if transposed {
-            shape.iter().map(|&d| d as u64).collect()
-        } else {
-            shape.iter().rev().map(|&d| d as u64).collect()
-        };
-        write_string(&mut header, &gguf);
-        header.extend_from_slice(&(dims.len() as u32).to_le_bytes());
-        dims.iter().for_each(|d| header.extend_from_slice(&d.to_le_bytes()));
-        header.extend_from_slice(&0u32.to_le_bytes());
-        header.extend_from_slice(&offset.to_le_bytes());
-        offset += (shape.iter().product::<usize>() as u64 * 4).div_ceil(32) * 32;
-    }
-    header.resize(header.len().div_ceil(32) * 32, 0);
-
-    let partial = path.with_extension("partial");
-    let mut file = std::io::BufWriter::new(std::fs::File::create(&partial).unwrap());
-    file.write_all(&header).unwrap();
-    for (name, shape, center, half_width) in &specs {
-        let count: usize = shape.iter().product();
-        let values = weights(seed, name, count, *center, *half_width);
-        let (_, transposed) = gguf_name(name);
-        let mut bytes = Vec::with_capacity(count.div_ceil(8) * 32);
+    let mut gguf = GgufBuilder::new();
+    let shape = [n_ctx, n_embd, 4 * n_embd, n_layer, n_head].map(|d| d as u32);
+    gguf.gpt2_metadata(&format!("synthetic-{folder}"), shape, &tokens, &merges, &types, 50256);
+    for spec in reference["init"].as_array().unwrap() {
+        let name = spec["name"].as_str().unwrap();
+        let shape: Vec<u64> = spec["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap()).collect();
+        let count = shape.iter().product::<u64>() as usize;
+        let values = weights(seed, name, count, spec["center"].as_f64().unwrap(), spec["half_width"].as_f64().unwrap());
+        let (gguf_name, transposed) = gguf_name(name);
         if transposed {
-            let (rows, cols) = (shape[0], shape[1]);
-            for c in 0..cols {
-                for r in 0..rows {
-                    bytes.extend_from_slice(&values[r * cols + c].to_le_bytes());
-                }
-            }
+            // Conv1D [in, out] to GGUF's [out, in].
+            let (rows, cols) = (shape[0] as usize, shape[1] as usize);
+            let t: Vec<f32> =
+                (0..cols).flat_map(|c| (0..rows).map(move |r| (r, c))).map(|(r, c)| values[r * cols + c]).collect();
+            gguf.f32_tensor(&gguf_name, &[shape[1], shape[0]], &t);
         } else {
-            values.iter().for_each(|v| bytes.extend_from_slice(&v.to_le_bytes()));
+            gguf.f32_tensor(&gguf_name, &shape, &values);
         }
-        bytes.resize(bytes.len().div_ceil(32) * 32, 0);
-        file.write_all(&bytes).unwrap();
     }
-    file.into_inner().unwrap().sync_all().unwrap();
-    std::fs::rename(&partial, path).unwrap();
+    gguf.write(path);
 }
 
 /// The synthetic 124M-shape model, generated once per checkout under target/.

@@ -24,7 +24,8 @@ impl Config {
         match gguf.str("general.architecture")? {
             Some("gpt2") => {}
             other => {
-                return Err(Error::model(format!("general.architecture must be \"gpt2\", got {other:?}")));
+                let got = other.map_or("nothing".to_string(), |s| format!("{s:?}"));
+                return Err(Error::model(format!("general.architecture must be \"gpt2\", got {got}")));
             }
         }
         let dim = |key: &str| -> Result<usize> {
