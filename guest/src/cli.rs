@@ -87,17 +87,17 @@ fn random_seed() -> u64 {
     std::collections::hash_map::RandomState::new().build_hasher().finish()
 }
 
-/// Runs the command line; `Err` makes the process exit non-zero.
-pub fn main(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> Result<(), ()> {
+/// Runs the command line; false when it failed (the message is on `err`).
+pub fn main(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> bool {
     let args = match parse(args) {
         Ok(Some(args)) => args,
         Ok(None) => {
             let _ = out.write_all(USAGE.as_bytes());
-            return Ok(());
+            return true;
         }
         Err(message) => {
             let _ = writeln!(err, "error: {message}");
-            return Err(());
+            return false;
         }
     };
     if !args.seed_given && args.options.sampling.temperature > 0.0 {
@@ -112,7 +112,7 @@ pub fn main(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> Result
         Ok(generation) => generation,
         Err(e) => {
             let _ = writeln!(err, "error: {e}");
-            return Err(());
+            return false;
         }
     };
     generation.run_to_end(|text| {
@@ -120,7 +120,7 @@ pub fn main(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> Result
         let _ = out.flush();
     });
     let _ = writeln!(out);
-    Ok(())
+    true
 }
 
 #[cfg(test)]
@@ -187,7 +187,7 @@ mod tests {
     fn a_missing_model_file_is_a_message_and_a_failure() {
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let result = main(&args(&["--model", "/no/such.gguf", "--prompt", "x", "--seed", "1"]), &mut out, &mut err);
-        assert_eq!(result, Err(()));
+        assert!(!result);
         assert!(String::from_utf8(err).unwrap().starts_with("error: cannot read model: /no/such.gguf"));
     }
 }

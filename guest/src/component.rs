@@ -150,7 +150,7 @@ struct Command;
 impl wasip2::exports::cli::run::Guest for Command {
     fn run() -> Result<(), ()> {
         let args: Vec<String> = std::env::args().skip(1).collect();
-        crate::cli::main(&args, &mut std::io::stdout(), &mut std::io::stderr())
+        if crate::cli::main(&args, &mut std::io::stdout(), &mut std::io::stderr()) { Ok(()) } else { Err(()) }
     }
 }
 
