@@ -2,7 +2,7 @@
 //! 1e-4, on the tiny synthetic, the trained and the 124M-shape synthetic model.
 
 use crate::support::component::{deadline, load};
-use crate::support::{assert_close, kjv, reference, synthetic, tiny};
+use crate::support::{assert_close, kjv, reference, tiny};
 use std::path::Path;
 
 fn check_all_prompts(folder: &str, model: &Path) {
@@ -30,13 +30,14 @@ fn trained_model_logits_match() {
 
 #[test]
 fn gpt2_124m_shape_logits_match() {
-    check_all_prompts("gpt2-124m-synthetic", &synthetic::gpt2_124m());
+    check_all_prompts("gpt2-124m-synthetic", &crate::support::gpt2_124m());
 }
 
 #[test]
 fn synthetic_generator_rebuilds_the_shipped_tiny_model_exactly() {
     let path = crate::support::scratch("tiny-regenerated").join("model-f32.gguf");
-    synthetic::write_gguf("tiny-synthetic", &path);
+    let reference = crate::support::model_file("tiny-synthetic/reference.json");
+    llorch_cpud::synthetic::write_gguf(&reference, &tiny(), llorch_cpud::gguf_writer::WeightType::F32, &path).unwrap();
     let ours = std::fs::read(&path).unwrap();
     let shipped = std::fs::read(tiny()).unwrap();
     let (ours, shipped) =

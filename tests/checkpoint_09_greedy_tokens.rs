@@ -2,7 +2,7 @@
 //! time from the KV cache) reproduces the reference's 20 greedy tokens and text on every model.
 
 use crate::support::component::{deadline, generate_all, load};
-use crate::support::{kjv, reference, synthetic, tiny};
+use crate::support::{kjv, reference, tiny};
 use llorch_cpud::backend::wit::{GenerateOptions, Sampling, StopReason};
 use std::path::Path;
 
@@ -39,5 +39,5 @@ fn trained_model_greedy_tokens_match() {
 
 #[test]
 fn gpt2_124m_shape_greedy_tokens_match() {
-    check_greedy("gpt2-124m-synthetic", &synthetic::gpt2_124m());
+    check_greedy("gpt2-124m-synthetic", &crate::support::gpt2_124m());
 }

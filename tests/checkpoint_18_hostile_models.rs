@@ -1,29 +1,30 @@
 //! Checkpoint 18: hostile model files. Every malformed GGUF makes `llorch-cpud` exit non-zero
 //! within seconds with one error line naming the problem; nothing panics or hangs.
 
-use crate::support::gguf_builder::{self as g, GgufBuilder};
+use crate::support::micro::micro_gpt2;
 use crate::support::scratch;
 use crate::support::worker::{Worker, spawn, wait_exit};
+use llorch_cpud::gguf_writer as g;
 use std::time::Duration;
 
 /// A case: a name, the file, and text its error line must contain.
 type Case = (String, Vec<u8>, &'static str);
 
-fn edit(name: &str, expect: &'static str, change: impl FnOnce(&mut GgufBuilder)) -> Case {
-    let mut b = GgufBuilder::micro_gpt2();
+fn edit(name: &str, expect: &'static str, change: impl FnOnce(&mut g::GgufBuilder)) -> Case {
+    let mut b = micro_gpt2();
     change(&mut b);
     (name.to_string(), b.bytes(), expect)
 }
 
 /// The micro model with its bytes at `at` replaced by `with`.
 fn patch(name: &str, expect: &'static str, at: usize, with: &[u8]) -> Case {
-    let mut bytes = GgufBuilder::micro_gpt2().bytes();
+    let mut bytes = micro_gpt2().bytes();
     bytes[at..at + with.len()].copy_from_slice(with);
     (name.to_string(), bytes, expect)
 }
 
 fn cases() -> Vec<Case> {
-    let (valid, sections) = GgufBuilder::micro_gpt2().bytes_with_sections();
+    let (valid, sections) = micro_gpt2().bytes_with_sections();
     let first_key_len = sections[1];
     let huge = u64::MAX;
     let mut cases = vec![
@@ -138,7 +139,7 @@ fn cases() -> Vec<Case> {
 #[test]
 fn the_micro_model_itself_is_valid() {
     let path = scratch("hostile-models").join("valid.gguf");
-    GgufBuilder::micro_gpt2().write(&path);
+    micro_gpt2().write(&path).unwrap();
     let worker = Worker::start(&["--model", path.to_str().unwrap()]);
     assert_eq!(worker.get("/health").0, 200);
 }

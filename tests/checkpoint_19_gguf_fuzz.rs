@@ -2,7 +2,7 @@
 //! variants of a valid GGUF (bit flips, smashed integers, truncations, spliced ranges) must each
 //! load or fail with an error — never panic.
 
-use crate::support::gguf_builder::GgufBuilder;
+use crate::support::micro::micro_gpt2;
 use llorch_guest::model::Model;
 
 /// Iterations of the run; each applies one to four mutations.
@@ -48,7 +48,7 @@ fn mutate(bytes: &mut Vec<u8>, rng: &mut Rng) {
 
 #[test]
 fn corrupted_files_never_panic_the_loader() {
-    let valid = GgufBuilder::micro_gpt2().bytes();
+    let valid = micro_gpt2().bytes();
     assert!(Model::from_bytes("micro", &valid).is_ok(), "the seed file loads");
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let (mut loaded, mut refused) = (0, 0);

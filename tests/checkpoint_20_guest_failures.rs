@@ -1,14 +1,14 @@
 //! Checkpoint 20: a guest that runs past its deadline or its memory fails only its own job; a
 //! trapped guest is thrown away and rebuilt while `/health` says 503, and the next job succeeds.
 
+use crate::support::kjv;
 use crate::support::worker::{Worker, spawn, terminal, wait_exit};
-use crate::support::{kjv, synthetic};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
 #[test]
 fn a_job_past_its_deadline_ends_with_timeout_and_the_guest_is_rebuilt() {
-    let model = synthetic::gpt2_124m();
+    let model = crate::support::gpt2_124m();
     let worker = Worker::start(&["--model", model.to_str().unwrap(), "--inference-timeout-sec", "0.3"]);
     // 600 prompt tokens take seconds on the 124M model; the deadline passes inside a guest call.
     let prompt = "The quick brown fox jumps over the lazy dog. ".repeat(60);
@@ -39,7 +39,7 @@ fn a_job_past_its_deadline_ends_with_timeout_and_the_guest_is_rebuilt() {
 
 #[test]
 fn a_kv_cache_past_the_memory_cap_fails_that_job_only() {
-    let model = synthetic::gpt2_124m();
+    let model = crate::support::gpt2_124m();
     // The F32 weights are used in place: the guest needs the file plus the tokenizer and
     // activations. 40 MiB on top leaves room for short jobs only (a position costs 72 KiB).
     let cap_mb = (std::fs::metadata(&model).unwrap().len() >> 20) + 40;

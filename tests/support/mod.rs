@@ -4,12 +4,12 @@
 #![allow(dead_code)] // Each helper is used by some of the test modules, not all.
 
 pub mod component;
-pub mod gguf_builder;
+pub mod micro;
 pub mod pool_manager;
 pub mod reference;
-pub mod synthetic;
 pub mod worker;
 
+use llorch_cpud::gguf_writer::WeightType;
 use std::path::PathBuf;
 
 /// The workspace root.
@@ -27,6 +27,19 @@ pub fn model_file(relative: &str) -> PathBuf {
 /// The bundled model.
 pub fn kjv() -> PathBuf {
     model_file("kjv-fortunes-18m/model-f16.gguf")
+}
+
+/// The synthetic 124M-shape model with F32 weights, rebuilt once per checkout under target/.
+pub fn gpt2_124m() -> PathBuf {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let path = scratch("gpt2-124m-synthetic").join("model-f32-v1.gguf");
+    if !path.exists() {
+        let reference = model_file("gpt2-124m-synthetic/reference.json");
+        llorch_cpud::synthetic::write_gguf(&reference, &tiny(), WeightType::F32, &path)
+            .expect("the 124M model is written");
+    }
+    path
 }
 
 /// The tiny synthetic model.

@@ -1,5 +1,5 @@
-//! A GGUF writer whose every field can be set to a wrong value: builds the synthetic models and
-//! the hostile files of the sandbox tests.
+//! A GGUF writer laid out like llama.cpp's converter, whose every field can also be set to a
+//! wrong value: it writes the synthetic benchmark models and the hostile files of the tests.
 
 use std::io::Write;
 
@@ -80,6 +80,65 @@ pub fn i32s_value(items: &[i32]) -> (u32, Vec<u8>) {
     array_value(I32, items.len() as u64, &encoded)
 }
 
+/// How a model's matrices are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightType {
+    F32,
+    F16,
+    Q8_0,
+}
+
+/// f32 to IEEE half precision, rounding to nearest even.
+pub fn f32_to_f16(value: f32) -> u16 {
+    let bits = value.to_bits();
+    let sign = ((bits >> 16) & 0x8000) as u16;
+    let exponent = ((bits >> 23) & 0xff) as i32;
+    let mantissa = bits & 0x7f_ffff;
+    if exponent == 0xff {
+        return sign | 0x7c00 | if mantissa != 0 { 0x200 } else { 0 };
+    }
+    let half_exponent = exponent - 127 + 15;
+    if half_exponent >= 0x1f {
+        return sign | 0x7c00;
+    }
+    if half_exponent <= 0 {
+        if half_exponent < -10 {
+            return sign;
+        }
+        // Subnormal: shift the mantissa (with its implicit 1) into place, rounding to even.
+        let full = mantissa | 0x80_0000;
+        let shift = (14 - half_exponent) as u32;
+        let mut half = full >> shift;
+        let rest = full & ((1 << shift) - 1);
+        let halfway = 1 << (shift - 1);
+        if rest > halfway || (rest == halfway && half & 1 == 1) {
+            half += 1;
+        }
+        return sign | half as u16;
+    }
+    let mut half = ((half_exponent as u32) << 10) | (mantissa >> 13);
+    let rest = mantissa & 0x1fff;
+    if rest > 0x1000 || (rest == 0x1000 && half & 1 == 1) {
+        // May carry into the exponent, which is the correct rounding (up to infinity).
+        half += 1;
+    }
+    sign | half as u16
+}
+
+/// llama.cpp's Q8_0: per block of 32, scale d = max|x| / 127 stored as f16, values round(x / d).
+pub fn quantize_q8_0(values: &[f32]) -> Vec<u8> {
+    assert!(values.len().is_multiple_of(32), "Q8_0 rows are whole blocks");
+    let mut out = Vec::with_capacity(values.len() / 32 * 34);
+    for block in values.chunks_exact(32) {
+        let amax = block.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let inverse = if d != 0.0 { 1.0 / d } else { 0.0 };
+        out.extend_from_slice(&f32_to_f16(d).to_le_bytes());
+        out.extend(block.iter().map(|v| (v * inverse).round() as i8 as u8));
+    }
+    out
+}
+
 /// Little-endian bytes of f32 values.
 pub fn f32_bytes(values: &[f32]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
@@ -111,12 +170,24 @@ impl GgufBuilder {
 
     /// Adds an F32 tensor whose shape is given slowest first, as in `[out, in]`.
     pub fn f32_tensor(&mut self, name: &str, shape: &[u64], values: &[f32]) -> &mut Self {
+        self.typed_tensor(name, shape, values, WeightType::F32)
+    }
+
+    /// Adds a tensor stored as `kind`, shape slowest first. As llama.cpp's converter does, only
+    /// matrices take F16 or Q8_0; vectors stay F32.
+    pub fn typed_tensor(&mut self, name: &str, shape: &[u64], values: &[f32], kind: WeightType) -> &mut Self {
         assert_eq!(shape.iter().product::<u64>() as usize, values.len(), "{name}");
+        let kind = if shape.len() < 2 { WeightType::F32 } else { kind };
+        let (type_id, data) = match kind {
+            WeightType::F32 => (0, f32_bytes(values)),
+            WeightType::F16 => (1, values.iter().flat_map(|&v| f32_to_f16(v).to_le_bytes()).collect()),
+            WeightType::Q8_0 => (8, quantize_q8_0(values)),
+        };
         self.tensors.push(Tensor {
             name: name.to_string(),
             dims: shape.iter().rev().copied().collect(),
-            type_id: 0,
-            data: f32_bytes(values),
+            type_id,
+            data,
             offset: None,
         });
         self
@@ -172,12 +243,12 @@ impl GgufBuilder {
     }
 
     /// Writes the file to `path` (through a temporary name, so readers never see half of it).
-    pub fn write(&self, path: &std::path::Path) {
+    pub fn write(&self, path: &std::path::Path) -> std::io::Result<()> {
         let partial = path.with_extension("partial");
-        let mut file = std::fs::File::create(&partial).unwrap();
-        file.write_all(&self.bytes()).unwrap();
-        file.sync_all().unwrap();
-        std::fs::rename(&partial, path).unwrap();
+        let mut file = std::fs::File::create(&partial)?;
+        file.write_all(&self.bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&partial, path)
     }
 
     /// GPT-2 metadata for the given shape, with `tokens`, `merges` and `token_types`.
@@ -205,36 +276,34 @@ impl GgufBuilder {
             .set("tokenizer.ggml.bos_token_id", u32_value(eos))
             .set("tokenizer.ggml.eos_token_id", u32_value(eos))
     }
+}
 
-    /// A complete, valid GPT-2 of a few kilobytes: 258 tokens (the 256 bytes, "he",
-    /// `<|endoftext|>`), 1 block, 8 wide, 2 heads, 16 positions.
-    pub fn micro_gpt2() -> Self {
-        let mut tokens: Vec<String> = llorch_guest::tokenizer::byte_alphabet().iter().map(|c| c.to_string()).collect();
-        tokens.push("he".into());
-        tokens.push("<|endoftext|>".into());
-        let mut types = vec![1; tokens.len()];
-        types[257] = 3;
-        let (v, c, f, p) = (258u64, 8u64, 32u64, 16u64);
-        let values = |n: u64, scale: f32| (0..n).map(|i| (i as f32 * 0.37).sin() * scale).collect::<Vec<_>>();
-        let ones = |n: u64| vec![1.0f32; n as usize];
-        let mut b = GgufBuilder::new();
-        b.gpt2_metadata("micro-gpt2", [p as u32, c as u32, f as u32, 1, 2], &tokens, &["h e".into()], &types, 257);
-        b.f32_tensor("token_embd.weight", &[v, c], &values(v * c, 0.1))
-            .f32_tensor("position_embd.weight", &[p, c], &values(p * c, 0.05))
-            .f32_tensor("blk.0.attn_norm.weight", &[c], &ones(c))
-            .f32_tensor("blk.0.attn_norm.bias", &[c], &values(c, 0.01))
-            .f32_tensor("blk.0.attn_qkv.weight", &[3 * c, c], &values(3 * c * c, 0.2))
-            .f32_tensor("blk.0.attn_qkv.bias", &[3 * c], &values(3 * c, 0.01))
-            .f32_tensor("blk.0.attn_output.weight", &[c, c], &values(c * c, 0.2))
-            .f32_tensor("blk.0.attn_output.bias", &[c], &values(c, 0.01))
-            .f32_tensor("blk.0.ffn_norm.weight", &[c], &ones(c))
-            .f32_tensor("blk.0.ffn_norm.bias", &[c], &values(c, 0.01))
-            .f32_tensor("blk.0.ffn_up.weight", &[f, c], &values(f * c, 0.2))
-            .f32_tensor("blk.0.ffn_up.bias", &[f], &values(f, 0.01))
-            .f32_tensor("blk.0.ffn_down.weight", &[c, f], &values(c * f, 0.2))
-            .f32_tensor("blk.0.ffn_down.bias", &[c], &values(c, 0.01))
-            .f32_tensor("output_norm.weight", &[c], &ones(c))
-            .f32_tensor("output_norm.bias", &[c], &values(c, 0.01));
-        b
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use llorch_guest::tensor::f16_to_f32;
+
+    #[test]
+    fn f16_encoding_round_trips_through_the_guest_decoder() {
+        for bits in 0..=0xffffu16 {
+            let value = f16_to_f32(bits);
+            if value.is_nan() {
+                continue;
+            }
+            assert_eq!(f32_to_f16(value), bits, "{bits:#06x} = {value}");
+        }
+        assert_eq!(f32_to_f16(1.0 + f32::EPSILON), 0x3c00, "rounds to nearest");
+        assert_eq!(f32_to_f16(1e6), 0x7c00, "overflows to infinity");
+    }
+
+    #[test]
+    fn q8_0_blocks_hold_a_scale_and_rounded_values() {
+        let values: Vec<f32> = (0..32).map(|i| i as f32 - 16.0).collect();
+        let block = quantize_q8_0(&values);
+        assert_eq!(block.len(), 34);
+        let d = f16_to_f32(u16::from_le_bytes([block[0], block[1]]));
+        assert!((d - 16.0 / 127.0).abs() < 1e-4);
+        assert_eq!(block[2] as i8, -127);
+        assert_eq!(block[2 + 16] as i8, 0);
     }
 }
