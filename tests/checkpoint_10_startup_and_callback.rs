@@ -2,7 +2,7 @@
 //! field, retried on 5xx, skipped in test mode, fatal when it cannot get through.
 
 use crate::support::pool_manager::PoolManager;
-use crate::support::worker::{Worker, spawn, wait_exit};
+use crate::support::worker::{Worker, spawn};
 use crate::support::{kjv, tiny};
 use std::time::{Duration, Instant};
 
@@ -63,19 +63,19 @@ fn unreachable_callback_exits_non_zero_with_a_clear_line() {
     // A port that was free a moment ago refuses connections.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let url = format!("http://127.0.0.1:{port}/ready");
-    let (mut child, logs) =
+    let mut worker =
         spawn(&["--model", tiny().to_str().unwrap(), "--callback-url", &url, "--callback-timeout-sec", "1"]);
-    let status = wait_exit(&mut child, Duration::from_secs(60)).expect("the worker gives up");
+    let status = worker.wait_exit(Duration::from_secs(60)).expect("the worker gives up");
     assert!(!status.success());
-    let last = logs.lock().unwrap().last().cloned().unwrap();
+    let last = worker.lines().last().cloned().unwrap();
     assert!(last.contains("\"level\":\"error\"") && last.contains("gave up after 1 s"), "{last}");
 }
 
 #[test]
 fn a_missing_model_exits_non_zero_naming_the_file() {
-    let (mut child, logs) = spawn(&["--model", "/no/such/model.gguf"]);
-    let status = wait_exit(&mut child, Duration::from_secs(30)).expect("the worker exits");
+    let mut worker = spawn(&["--model", "/no/such/model.gguf"]);
+    let status = worker.wait_exit(Duration::from_secs(30)).expect("the worker exits");
     assert!(!status.success());
-    let last = logs.lock().unwrap().last().cloned().unwrap();
+    let last = worker.lines().last().cloned().unwrap();
     assert!(last.contains("/no/such/model.gguf"), "{last}");
 }

@@ -3,7 +3,7 @@
 
 use crate::support::micro::micro_gpt2;
 use crate::support::scratch;
-use crate::support::worker::{Worker, spawn, wait_exit};
+use crate::support::worker::{Worker, spawn};
 use llorch_cpud::gguf_writer as g;
 use std::time::Duration;
 
@@ -152,14 +152,12 @@ fn every_hostile_file_exits_non_zero_with_one_clear_line() {
     for (i, (name, bytes, expect)) in cases.iter().enumerate() {
         let path = dir.join(format!("case-{i}.gguf"));
         std::fs::write(&path, bytes).unwrap();
-        let (mut child, logs) = spawn(&["--model", path.to_str().unwrap()]);
-        let status = wait_exit(&mut child, Duration::from_secs(20)).unwrap_or_else(|| {
-            let _ = child.kill();
-            panic!("{name}: the worker did not exit")
-        });
+        let mut worker = spawn(&["--model", path.to_str().unwrap()]);
+        let status =
+            worker.wait_exit(Duration::from_secs(20)).unwrap_or_else(|| panic!("{name}: the worker did not exit"));
         assert!(!status.success(), "{name}: exit {status}");
         assert!(status.code().is_some(), "{name}: killed by a signal ({status}), not a clean exit");
-        let logs = logs.lock().unwrap().clone();
+        let logs = worker.lines();
         let entries: Vec<serde_json::Value> = logs.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
         let errors: Vec<&str> =
             entries.iter().filter(|e| e["level"] == "error").map(|e| e["message"].as_str().unwrap()).collect();

@@ -2,14 +2,14 @@
 //! trapped guest is thrown away and rebuilt while `/health` says 503, and the next job succeeds.
 
 use crate::support::kjv;
-use crate::support::worker::{Worker, spawn, terminal, wait_exit};
+use crate::support::worker::{Worker, spawn, terminal};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
 #[test]
 fn a_job_past_its_deadline_ends_with_timeout_and_the_guest_is_rebuilt() {
     let model = crate::support::gpt2_124m();
-    let worker = Worker::start(&["--model", model.to_str().unwrap(), "--inference-timeout-sec", "0.3"]);
+    let worker = Worker::start(&["--model", model.to_str().unwrap(), "--inference-timeout-sec", "1.5"]);
     // 600 prompt tokens take seconds on the 124M model; the deadline passes inside a guest call.
     let prompt = "The quick brown fox jumps over the lazy dog. ".repeat(60);
     let events = worker.execute(&json!({"job_id": "slow", "prompt": prompt, "max_tokens": 10}));
@@ -56,9 +56,9 @@ fn a_kv_cache_past_the_memory_cap_fails_that_job_only() {
 
 #[test]
 fn a_model_larger_than_the_memory_cap_is_refused_at_start() {
-    let (mut child, logs) = spawn(&["--model", kjv().to_str().unwrap(), "--max-memory-mb", "20"]);
-    let status = wait_exit(&mut child, Duration::from_secs(30)).expect("the worker exits");
+    let mut worker = spawn(&["--model", kjv().to_str().unwrap(), "--max-memory-mb", "20"]);
+    let status = worker.wait_exit(Duration::from_secs(30)).expect("the worker exits");
     assert!(!status.success());
-    let last = logs.lock().unwrap().last().cloned().unwrap();
+    let last = worker.lines().last().cloned().unwrap();
     assert!(last.contains("no memory for a 37283968-byte model file"), "{last}");
 }

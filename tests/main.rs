@@ -24,3 +24,4 @@ mod checkpoint_18_hostile_models;
 mod checkpoint_19_gguf_fuzz;
 mod checkpoint_20_guest_failures;
 mod checkpoint_21_hostile_requests;
+mod checkpoint_22_quantized_weights;

@@ -144,6 +144,12 @@ pub fn f32_bytes(values: &[f32]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
+impl Default for GgufBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl GgufBuilder {
     /// An empty version-3 file.
     pub fn new() -> Self {

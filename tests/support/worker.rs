@@ -19,9 +19,47 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_llorch-cpud")
 }
 
-/// Starts the binary with `args` (plus `--port 0` and the shared component cache) and
-/// collects its stdout lines.
-pub fn spawn(args: &[&str]) -> (Child, Arc<Mutex<Vec<String>>>) {
+/// A worker process expected to exit by itself, with its stdout lines.
+pub struct Spawned {
+    child: Child,
+    logs: Arc<Mutex<Vec<String>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Spawned {
+    /// Waits up to `limit` for the exit, then for the last of its output.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let status = wait_exit(&mut self.child, limit);
+        if status.is_some()
+            && let Some(reader) = self.reader.take()
+        {
+            reader.join().expect("the log reader ends");
+        }
+        status
+    }
+
+    /// Every line printed so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the binary with `args` (plus `--port 0` and the shared component cache) for a test
+/// that expects it to exit.
+pub fn spawn(args: &[&str]) -> Spawned {
+    let (child, logs, reader) = start_process(args);
+    Spawned { child, logs, reader: Some(reader) }
+}
+
+/// Starts the binary and a thread collecting its stdout lines.
+fn start_process(args: &[&str]) -> (Child, Arc<Mutex<Vec<String>>>, std::thread::JoinHandle<()>) {
     let cache = super::scratch("component-cache");
     let mut child = Command::new(binary())
         .args(["--port", "0", "--cache-dir"])
@@ -34,18 +72,18 @@ pub fn spawn(args: &[&str]) -> (Child, Arc<Mutex<Vec<String>>>) {
     let logs = Arc::new(Mutex::new(Vec::new()));
     let stdout = child.stdout.take().expect("piped stdout");
     let sink = logs.clone();
-    std::thread::spawn(move || {
+    let reader = std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             sink.lock().unwrap().push(line);
         }
     });
-    (child, logs)
+    (child, logs, reader)
 }
 
 impl Worker {
     /// Starts a worker and waits until it logs its address.
     pub fn start(args: &[&str]) -> Worker {
-        let (mut child, logs) = spawn(args);
+        let (mut child, logs, _reader) = start_process(args);
         let started = Instant::now();
         loop {
             let url = logs.lock().unwrap().iter().find_map(|line| {

@@ -2,33 +2,35 @@
 
 use crate::error::Result;
 use crate::gguf::Gguf;
-use crate::tensor::{FileBuffer, Weights};
+use crate::tensor::{FileBuffer, Matrix};
 use std::sync::Arc;
 
 /// `x[t] = wte[token[t]] + wpe[start + t]`.
 pub struct Embedding {
     /// `[V, C]`, also the LM head when the model ties them.
-    pub token: Weights,
+    pub token: Matrix,
     /// `[n_ctx, C]`
-    position: Weights,
+    position: Matrix,
 }
 
 impl Embedding {
     /// Loads `token_embd.weight` `[V, C]` and `position_embd.weight` `[n_ctx, C]`.
     pub fn load(gguf: &Gguf, file: &Arc<FileBuffer>, vocab: usize, n_ctx: usize, c: usize) -> Result<Self> {
         Ok(Embedding {
-            token: Weights::load(gguf, file, "token_embd.weight", &[vocab, c])?,
-            position: Weights::load(gguf, file, "position_embd.weight", &[n_ctx, c])?,
+            token: Matrix::load(gguf, file, "token_embd.weight", vocab, c)?,
+            position: Matrix::load(gguf, file, "position_embd.weight", n_ctx, c)?,
         })
     }
 
     /// tokens: `[T]` (ids already checked against V) at positions `start..start+T` → `[T, C]`.
     pub fn forward(&self, tokens: &[u32], start: usize) -> Vec<f32> {
-        let c = self.token.shape()[1];
-        let mut x = Vec::with_capacity(tokens.len() * c);
-        for (t, &id) in tokens.iter().enumerate() {
-            let position = self.position.row(start + t);
-            x.extend(self.token.row(id as usize).iter().zip(position).map(|(a, b)| a + b));
+        let c = self.token.cols();
+        let mut x = vec![0.0; tokens.len() * c];
+        let mut position = vec![0.0; c];
+        for (t, (&id, row)) in tokens.iter().zip(x.chunks_exact_mut(c)).enumerate() {
+            self.token.decode_rows(id as usize, row);
+            self.position.decode_rows(start + t, &mut position);
+            row.iter_mut().zip(&position).for_each(|(a, b)| *a += b);
         }
         x
     }

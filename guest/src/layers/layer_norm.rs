@@ -2,15 +2,15 @@
 
 use crate::error::Result;
 use crate::gguf::Gguf;
-use crate::tensor::{FileBuffer, Weights};
+use crate::tensor::{FileBuffer, Vector};
 use std::sync::Arc;
 
 /// `y = (x − mean) / sqrt(var + eps) · weight + bias`, per row.
 pub struct LayerNorm {
     /// `[C]`
-    weight: Weights,
+    weight: Vector,
     /// `[C]`
-    bias: Weights,
+    bias: Vector,
     eps: f32,
 }
 
@@ -18,15 +18,15 @@ impl LayerNorm {
     /// Loads `{prefix}.weight` and `{prefix}.bias`, both `[C]`.
     pub fn load(gguf: &Gguf, file: &Arc<FileBuffer>, prefix: &str, c: usize, eps: f32) -> Result<Self> {
         Ok(LayerNorm {
-            weight: Weights::load(gguf, file, &format!("{prefix}.weight"), &[c])?,
-            bias: Weights::load(gguf, file, &format!("{prefix}.bias"), &[c])?,
+            weight: Vector::load(gguf, file, &format!("{prefix}.weight"), c)?,
+            bias: Vector::load(gguf, file, &format!("{prefix}.bias"), c)?,
             eps,
         })
     }
 
     /// x: `[T, C]` → `[T, C]`. Mean and variance are summed in f64.
     pub fn forward(&self, x: &[f32]) -> Vec<f32> {
-        let (weight, bias) = (self.weight.data(), self.bias.data());
+        let (weight, bias) = (self.weight.values(), self.bias.values());
         let c = weight.len();
         let mut y = vec![0.0; x.len()];
         for (row, out) in x.chunks_exact(c).zip(y.chunks_exact_mut(c)) {

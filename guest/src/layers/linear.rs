@@ -2,31 +2,30 @@
 
 use crate::error::Result;
 use crate::gguf::Gguf;
-use crate::tensor::{FileBuffer, Weights, kernels};
+use crate::tensor::{FileBuffer, Matrix, Vector};
 use std::sync::Arc;
 
 /// `y = x · Wᵀ + b`.
 pub struct Linear {
     /// `[out, in]`
-    weight: Weights,
+    weight: Matrix,
     /// `[out]`
-    bias: Weights,
+    bias: Vector,
 }
 
 impl Linear {
     /// Loads `{prefix}.weight` `[out, in]` and `{prefix}.bias` `[out]`.
     pub fn load(gguf: &Gguf, file: &Arc<FileBuffer>, prefix: &str, out: usize, inp: usize) -> Result<Self> {
         Ok(Linear {
-            weight: Weights::load(gguf, file, &format!("{prefix}.weight"), &[out, inp])?,
-            bias: Weights::load(gguf, file, &format!("{prefix}.bias"), &[out])?,
+            weight: Matrix::load(gguf, file, &format!("{prefix}.weight"), out, inp)?,
+            bias: Vector::load(gguf, file, &format!("{prefix}.bias"), out)?,
         })
     }
 
     /// x: `[T, in]` → `[T, out]`.
     pub fn forward(&self, x: &[f32], t: usize) -> Vec<f32> {
-        let (out, inp) = (self.weight.shape()[0], self.weight.shape()[1]);
-        let mut y = vec![0.0; t * out];
-        kernels::matmul(&mut y, x, self.weight.data(), Some(self.bias.data()), t, inp, out);
+        let mut y = vec![0.0; t * self.weight.rows()];
+        self.weight.matmul(&mut y, x, Some(self.bias.values()), t);
         y
     }
 

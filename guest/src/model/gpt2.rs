@@ -8,7 +8,7 @@ use crate::layers::layer_norm::LayerNorm;
 use crate::layers::transformer::Block;
 use crate::layers::{Trace, record};
 use crate::model::config::Config;
-use crate::tensor::{FileBuffer, Weights, kernels};
+use crate::tensor::{FileBuffer, Matrix};
 use std::sync::Arc;
 
 /// GPT-2 with its weights.
@@ -18,7 +18,7 @@ pub struct Gpt2 {
     blocks: Vec<Block>,
     ln_f: LayerNorm,
     /// `[V, C]`; None when the head is tied to the token embedding.
-    lm_head: Option<Weights>,
+    lm_head: Option<Matrix>,
 }
 
 impl Gpt2 {
@@ -29,7 +29,7 @@ impl Gpt2 {
         let blocks = (0..config.n_layer).map(|i| Block::load(gguf, file, &config, i)).collect::<Result<Vec<_>>>()?;
         let ln_f = LayerNorm::load(gguf, file, "output_norm", c, config.eps)?;
         let lm_head = match gguf.tensor("output.weight") {
-            Some(_) => Some(Weights::load(gguf, file, "output.weight", &[v, c])?),
+            Some(_) => Some(Matrix::load(gguf, file, "output.weight", v, c)?),
             None => None,
         };
         Ok(Gpt2 { config, embedding, blocks, ln_f, lm_head })
@@ -66,7 +66,7 @@ impl Gpt2 {
         let normed = self.ln_f.forward(last); // [rows, C]
         let head = self.lm_head.as_ref().unwrap_or(&self.embedding.token);
         let mut logits = vec![0.0; rows * v];
-        kernels::matmul(&mut logits, &normed, head.data(), None, rows, c, v);
+        head.matmul(&mut logits, &normed, None, rows);
         record(&mut trace, "logits", &[rows, v], &logits);
         logits
     }
@@ -88,7 +88,7 @@ impl Gpt2 {
         self.embedding.owned_bytes()
             + self.blocks.iter().map(Block::owned_bytes).sum::<usize>()
             + self.ln_f.owned_bytes()
-            + self.lm_head.as_ref().map_or(0, Weights::owned_bytes)
+            + self.lm_head.as_ref().map_or(0, Matrix::owned_bytes)
     }
 }
 

@@ -3,6 +3,9 @@
 //! The kernels exist twice: `simd128` (WebAssembly SIMD, used in the component) and `scalar`
 //! (everywhere else, and the reference the SIMD twin is tested against). `kernels` names the
 //! one this build uses.
+//!
+//! Matrices stay in the model file as they are stored (F32, F16 or Q8_0): no second copy. F16
+//! and Q8_0 rows are decoded a small panel at a time, inside the matrix product.
 
 pub mod scalar;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -14,9 +17,12 @@ pub use scalar as kernels;
 pub use simd128 as kernels;
 
 use crate::error::{Error, Result};
-use crate::gguf::{Gguf, TensorType};
+use crate::gguf::{Gguf, TensorInfo, TensorType};
 use std::ops::Range;
 use std::sync::Arc;
+
+/// Floats of decoded weights a panel holds: small enough to stay in L1 while it is used.
+const PANEL_FLOATS: usize = 4096;
 
 /// A model file in memory, 4-byte aligned so F32 tensors can be used where they lie.
 pub struct FileBuffer {
@@ -63,78 +69,178 @@ impl FileBuffer {
     }
 }
 
-/// Where a weight tensor's f32 values live.
+/// Finds tensor `name`, checks its shape (slowest first) and returns its description and its
+/// byte range in the file.
+fn locate<'a>(gguf: &'a Gguf, name: &str, shape: &[usize]) -> Result<(&'a TensorInfo, Range<usize>)> {
+    let (info, bytes) = gguf.tensor(name).ok_or_else(|| Error::model(format!("tensor {name} is missing")))?;
+    let expected: Vec<u64> = shape.iter().rev().map(|&d| d as u64).collect();
+    if info.dims != expected {
+        return Err(Error::model(format!(
+            "tensor {name} has dims {:?} (fastest first), expected {expected:?}",
+            info.dims
+        )));
+    }
+    let start = gguf.data_start() as usize + info.offset as usize;
+    Ok((info, start..start + bytes.len()))
+}
+
+fn non_finite(name: &str, index: usize, value: f32) -> Error {
+    Error::model(format!("tensor {name} holds a non-finite value ({value}) at element {index}"))
+}
+
+/// A weight vector (a bias or a norm), always f32.
+pub struct Vector {
+    values: Vec<f32>,
+}
+
+impl Vector {
+    /// Loads the 1-D tensor `name` of `len` values, decoding it when it is not F32.
+    pub fn load(gguf: &Gguf, file: &FileBuffer, name: &str, len: usize) -> Result<Self> {
+        let (info, range) = locate(gguf, name, &[len])?;
+        let mut values = vec![0.0; len];
+        decode(info.kind, &file.bytes()[range], &mut values);
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            return Err(non_finite(name, i, values[i]));
+        }
+        Ok(Vector { values })
+    }
+
+    pub fn values(&self) -> &[f32] {
+        &self.values
+    }
+
+    /// Bytes of guest memory the vector takes.
+    pub fn owned_bytes(&self) -> usize {
+        self.values.len() * 4
+    }
+}
+
+/// Where a matrix's values live.
 enum Storage {
-    /// F32 data used in place inside the model file.
-    InFile(Arc<FileBuffer>, Range<usize>),
-    /// Values decoded from F16 or Q8_0 at load time.
+    /// In the model file, in its stored type.
+    InFile(Arc<FileBuffer>, Range<usize>, TensorType),
+    /// Decoded to f32 because an F32 tensor was not 4-byte aligned in the file.
     Owned(Vec<f32>),
 }
 
-/// A weight tensor as f32 values, row-major, with its shape slowest first.
-pub struct Weights {
+/// A weight matrix `[rows, cols]` (`[out, in]` for a linear layer).
+pub struct Matrix {
     storage: Storage,
-    shape: Vec<usize>,
+    rows: usize,
+    cols: usize,
 }
 
-impl Weights {
-    /// Loads tensor `name`, checking that its shape (slowest first) is `shape`, that its type is
-    /// supported and that every value is finite.
-    pub fn load(gguf: &Gguf, file: &Arc<FileBuffer>, name: &str, shape: &[usize]) -> Result<Self> {
-        let (info, bytes) = gguf.tensor(name).ok_or_else(|| Error::model(format!("tensor {name} is missing")))?;
-        let expected: Vec<u64> = shape.iter().rev().map(|&d| d as u64).collect();
-        if info.dims != expected {
-            return Err(Error::model(format!(
-                "tensor {name} has dims {:?} (fastest first), expected {expected:?}",
-                info.dims
-            )));
-        }
-        let start = gguf.data_start() as usize + info.offset as usize;
-        let storage = match info.kind {
-            TensorType::F32 if start.is_multiple_of(4) => Storage::InFile(file.clone(), start..start + bytes.len()),
-            TensorType::F32 => {
-                Storage::Owned(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
-            }
-            TensorType::F16 => {
-                Storage::Owned(bytes.chunks_exact(2).map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]]))).collect())
-            }
-            TensorType::Q8_0 => Storage::Owned(dequantize_q8_0(bytes)),
+impl Matrix {
+    /// Loads the 2-D tensor `name` of shape `[rows, cols]`, checking that every value is finite.
+    pub fn load(gguf: &Gguf, file: &Arc<FileBuffer>, name: &str, rows: usize, cols: usize) -> Result<Self> {
+        let (info, range) = locate(gguf, name, &[rows, cols])?;
+        let storage = if info.kind == TensorType::F32 && !range.start.is_multiple_of(4) {
+            let mut values = vec![0.0; rows * cols];
+            decode(TensorType::F32, &file.bytes()[range], &mut values);
+            Storage::Owned(values)
+        } else {
+            Storage::InFile(file.clone(), range, info.kind)
         };
-        let weights = Weights { storage, shape: shape.to_vec() };
-        if let Some(i) = weights.data().iter().position(|v| !v.is_finite()) {
-            return Err(Error::model(format!(
-                "tensor {name} holds a non-finite value ({}) at element {i}",
-                weights.data()[i]
-            )));
-        }
-        Ok(weights)
+        let matrix = Matrix { storage, rows, cols };
+        matrix.check_finite(name)?;
+        Ok(matrix)
     }
 
-    /// The values, row-major.
-    pub fn data(&self) -> &[f32] {
+    /// Rejects NaN and infinity anywhere in the matrix (for Q8_0, in the block scales).
+    fn check_finite(&self, name: &str) -> Result<()> {
+        let found = match &self.storage {
+            Storage::Owned(values) => values.iter().position(|v| !v.is_finite()).map(|i| (i, values[i])),
+            Storage::InFile(file, range, kind) => {
+                let bytes = &file.bytes()[range.clone()];
+                match kind {
+                    TensorType::F32 => {
+                        let values = file.f32s(range.clone());
+                        values.iter().position(|v| !v.is_finite()).map(|i| (i, values[i]))
+                    }
+                    TensorType::F16 => bytes
+                        .chunks_exact(2)
+                        .position(|h| h[1] & 0x7c == 0x7c)
+                        .map(|i| (i, f16_to_f32(u16::from_le_bytes([bytes[2 * i], bytes[2 * i + 1]])))),
+                    TensorType::Q8_0 => bytes
+                        .chunks_exact(34)
+                        .position(|b| b[1] & 0x7c == 0x7c)
+                        .map(|i| (32 * i, f16_to_f32(u16::from_le_bytes([bytes[34 * i], bytes[34 * i + 1]])))),
+                }
+            }
+        };
+        match found {
+            Some((i, value)) => Err(non_finite(name, i, value)),
+            None => Ok(()),
+        }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// The values as f32 when they are stored as f32.
+    fn f32_values(&self) -> Option<&[f32]> {
         match &self.storage {
-            Storage::InFile(file, range) => file.f32s(range.clone()),
-            Storage::Owned(values) => values,
+            Storage::Owned(values) => Some(values),
+            Storage::InFile(file, range, TensorType::F32) => Some(file.f32s(range.clone())),
+            Storage::InFile(..) => None,
         }
     }
 
-    /// The shape, slowest first.
-    pub fn shape(&self) -> &[usize] {
-        &self.shape
+    /// Decodes rows `first..first + dst.len() / cols` into `dst`.
+    pub fn decode_rows(&self, first: usize, dst: &mut [f32]) {
+        let count = dst.len() / self.cols;
+        match &self.storage {
+            Storage::Owned(values) => dst.copy_from_slice(&values[first * self.cols..(first + count) * self.cols]),
+            Storage::InFile(file, range, kind) => {
+                let row_bytes = (range.end - range.start) / self.rows;
+                let start = range.start + first * row_bytes;
+                decode(*kind, &file.bytes()[start..start + count * row_bytes], dst);
+            }
+        }
     }
 
-    /// Bytes of guest memory this tensor adds beyond the model file.
+    /// `out[t, j] = x[t, :] · self[j, :] + bias[j]` for x `[rows_x, cols]` → out `[rows_x, rows]`.
+    pub fn matmul(&self, out: &mut [f32], x: &[f32], bias: Option<&[f32]>, rows_x: usize) {
+        let (n, k) = (self.rows, self.cols);
+        if let Some(w) = self.f32_values() {
+            kernels::matmul(out, n, x, w, bias, rows_x, k, n);
+            return;
+        }
+        let panel_rows = ((PANEL_FLOATS / k).max(4) / 4 * 4).min(n);
+        let mut panel = vec![0.0; panel_rows * k];
+        for first in (0..n).step_by(panel_rows) {
+            let count = panel_rows.min(n - first);
+            let panel = &mut panel[..count * k];
+            self.decode_rows(first, panel);
+            let bias = bias.map(|b| &b[first..first + count]);
+            kernels::matmul(&mut out[first..], n, x, panel, bias, rows_x, k, count);
+        }
+    }
+
+    /// Bytes of guest memory the matrix adds beyond the model file.
     pub fn owned_bytes(&self) -> usize {
         match &self.storage {
             Storage::InFile(..) => 0,
             Storage::Owned(values) => values.len() * 4,
         }
     }
+}
 
-    /// Row `i` of a 2-D tensor.
-    pub fn row(&self, i: usize) -> &[f32] {
-        let width = self.shape[1];
-        &self.data()[i * width..(i + 1) * width]
+/// Decodes `bytes` of type `kind` into `dst` (which has room for every value).
+fn decode(kind: TensorType, bytes: &[u8], dst: &mut [f32]) {
+    match kind {
+        TensorType::F32 => {
+            for (d, b) in dst.iter_mut().zip(bytes.chunks_exact(4)) {
+                *d = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            }
+        }
+        TensorType::F16 => kernels::decode_f16(dst, bytes),
+        TensorType::Q8_0 => kernels::decode_q8_0(dst, bytes),
     }
 }
 
@@ -155,16 +261,6 @@ pub fn f16_to_f32(h: u16) -> f32 {
         (e, m) => sign | ((e + 127 - 15) << 23) | (m << 13),
     };
     f32::from_bits(bits)
-}
-
-/// Decodes Q8_0 blocks (an f16 scale then 32 int8 values) to f32.
-fn dequantize_q8_0(bytes: &[u8]) -> Vec<f32> {
-    let mut out = Vec::with_capacity(bytes.len() / 34 * 32);
-    for block in bytes.chunks_exact(34) {
-        let scale = f16_to_f32(u16::from_le_bytes([block[0], block[1]]));
-        out.extend(block[2..].iter().map(|&q| scale * (q as i8) as f32));
-    }
-    out
 }
 
 #[cfg(test)]
@@ -189,8 +285,8 @@ mod tests {
     fn q8_0_block_scales_each_value() {
         let mut block = vec![0x00, 0x38]; // 0.5
         block.extend((0..32).map(|i| (i as i8 - 16) as u8));
-        let values = dequantize_q8_0(&block);
-        assert_eq!(values.len(), 32);
+        let mut values = [0.0; 32];
+        kernels::decode_q8_0(&mut values, &block);
         assert_eq!(values[0], -8.0);
         assert_eq!(values[31], 7.5);
     }

@@ -1,14 +1,45 @@
 //! Plain-Rust kernels: the portable build's kernels and the reference for the SIMD twin.
 
-/// `out[rows, n] = x[rows, k] · w[n, k]ᵀ + bias[n]`: every output is the dot product of one
-/// input row with one weight row (weights are stored `[out, in]`).
-pub fn matmul(out: &mut [f32], x: &[f32], w: &[f32], bias: Option<&[f32]>, rows: usize, k: usize, n: usize) {
-    assert!(x.len() >= rows * k && w.len() >= n * k && out.len() >= rows * n);
+use super::f16_to_f32;
+
+/// `out[t·stride + j] = x[t, :] · w[j, :] + bias[j]` for x `[rows, k]` and w `[n, k]`: every
+/// output is the dot product of one input row with one weight row (weights are stored
+/// `[out, in]`); `stride` ≥ n lets a caller fill a column panel of a wider output.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul(
+    out: &mut [f32],
+    stride: usize,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    rows: usize,
+    k: usize,
+    n: usize,
+) {
+    assert!(x.len() >= rows * k && w.len() >= n * k && stride >= n);
+    assert!(rows == 0 || out.len() >= (rows - 1) * stride + n);
     for t in 0..rows {
         let x_row = &x[t * k..(t + 1) * k];
         for j in 0..n {
             let b = bias.map_or(0.0, |b| b[j]);
-            out[t * n + j] = dot(x_row, &w[j * k..(j + 1) * k]) + b;
+            out[t * stride + j] = dot(x_row, &w[j * k..(j + 1) * k]) + b;
+        }
+    }
+}
+
+/// Little-endian F16 values to f32.
+pub fn decode_f16(dst: &mut [f32], src: &[u8]) {
+    for (d, h) in dst.iter_mut().zip(src.chunks_exact(2)) {
+        *d = f16_to_f32(u16::from_le_bytes([h[0], h[1]]));
+    }
+}
+
+/// Q8_0 blocks (an f16 scale, then 32 int8 values) to f32: `scale · q`.
+pub fn decode_q8_0(dst: &mut [f32], src: &[u8]) {
+    for (d, block) in dst.chunks_exact_mut(32).zip(src.chunks_exact(34)) {
+        let scale = f16_to_f32(u16::from_le_bytes([block[0], block[1]]));
+        for (v, &q) in d.iter_mut().zip(&block[2..]) {
+            *v = scale * (q as i8) as f32;
         }
     }
 }

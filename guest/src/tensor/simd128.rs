@@ -7,15 +7,26 @@
 
 use core::arch::wasm32::*;
 
-/// `out[rows, n] = x[rows, k] · w[n, k]ᵀ + bias[n]`.
-pub fn matmul(out: &mut [f32], x: &[f32], w: &[f32], bias: Option<&[f32]>, rows: usize, k: usize, n: usize) {
-    assert!(x.len() >= rows * k && w.len() >= n * k && out.len() >= rows * n);
+/// `out[t·stride + j] = x[t, :] · w[j, :] + bias[j]` for x `[rows, k]` and w `[n, k]`.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul(
+    out: &mut [f32],
+    stride: usize,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    rows: usize,
+    k: usize,
+    n: usize,
+) {
+    assert!(x.len() >= rows * k && w.len() >= n * k && stride >= n);
+    assert!(rows == 0 || out.len() >= (rows - 1) * stride + n);
     assert!(bias.is_none_or(|b| b.len() >= n));
     let mut store = |tile: &[f32], t_len: usize, n_len: usize, t0: usize, j0: usize| {
         for a in 0..t_len {
             for b in 0..n_len {
                 let bias = bias.map_or(0.0, |bias| bias[j0 + b]);
-                out[(t0 + a) * n + j0 + b] = tile[a * n_len + b] + bias;
+                out[(t0 + a) * stride + j0 + b] = tile[a * n_len + b] + bias;
             }
         }
     };
@@ -87,6 +98,48 @@ fn tile<const T: usize, const N: usize, const TN: usize>(
         }
     }
     result
+}
+
+/// Little-endian F16 values to f32, eight at a time. The magnitude bits shifted into an f32
+/// and multiplied by 2^112 give the exact value for normals, subnormals and zero; the model
+/// loader has already refused infinities and NaNs.
+pub fn decode_f16(dst: &mut [f32], src: &[u8]) {
+    let len = dst.len().min(src.len() / 2);
+    let len8 = len - len % 8;
+    let scale = f32x4_splat(f32::from_bits(0x7780_0000)); // 2^112
+    let mut i = 0;
+    while i < len8 {
+        // SAFETY: i + 8 <= len: 16 bytes of src and 8 floats of dst.
+        let halves = unsafe { v128_load(src.as_ptr().add(2 * i).cast()) };
+        for (part, words) in [u32x4_extend_low_u16x8(halves), u32x4_extend_high_u16x8(halves)].into_iter().enumerate() {
+            let sign = i32x4_shl(v128_and(words, u32x4_splat(0x8000)), 16);
+            let magnitude = f32x4_mul(i32x4_shl(v128_and(words, u32x4_splat(0x7fff)), 13), scale);
+            // SAFETY: as above.
+            unsafe { v128_store(dst.as_mut_ptr().add(i + 4 * part).cast(), v128_or(magnitude, sign)) };
+        }
+        i += 8;
+    }
+    super::scalar::decode_f16(&mut dst[len8..len], &src[2 * len8..2 * len]);
+}
+
+/// Q8_0 blocks (an f16 scale, then 32 int8 values) to f32: `scale · q`, 32 at a time.
+pub fn decode_q8_0(dst: &mut [f32], src: &[u8]) {
+    for (d, block) in dst.chunks_exact_mut(32).zip(src.chunks_exact(34)) {
+        let scale = f32x4_splat(super::f16_to_f32(u16::from_le_bytes([block[0], block[1]])));
+        for half in 0..2 {
+            // SAFETY: a block has 34 bytes; 2 + 16 * half + 16 <= 34.
+            let q = unsafe { v128_load(block.as_ptr().add(2 + 16 * half).cast()) };
+            for (j, shorts) in [i16x8_extend_low_i8x16(q), i16x8_extend_high_i8x16(q)].into_iter().enumerate() {
+                for (m, ints) in
+                    [i32x4_extend_low_i16x8(shorts), i32x4_extend_high_i16x8(shorts)].into_iter().enumerate()
+                {
+                    let at = 16 * half + 8 * j + 4 * m;
+                    // SAFETY: at + 4 <= 32, the length of this chunk of dst.
+                    unsafe { v128_store(d.as_mut_ptr().add(at).cast(), f32x4_mul(f32x4_convert_i32x4(ints), scale)) };
+                }
+            }
+        }
+    }
 }
 
 /// `(v0 + v1) + (v2 + v3)`.
@@ -179,11 +232,41 @@ mod tests {
             for b in [None, Some(bias.as_slice())] {
                 let mut simd = vec![0.0; rows * n];
                 let mut reference = vec![0.0; rows * n];
-                super::matmul(&mut simd, &x, &w, b, rows, k, n);
-                scalar::matmul(&mut reference, &x, &w, b, rows, k, n);
+                super::matmul(&mut simd, n, &x, &w, b, rows, k, n);
+                scalar::matmul(&mut reference, n, &x, &w, b, rows, k, n);
                 assert_close(&simd, &reference, k);
             }
         }
+    }
+
+    #[test]
+    fn matmul_into_a_column_panel_leaves_the_rest_alone() {
+        let (rows, k, n, stride) = (5, 12, 3, 7);
+        let (x, w) = (values(rows * k, 1), values(n * k, 2));
+        let mut simd = vec![9.0; rows * stride];
+        let mut reference = vec![9.0; rows * stride];
+        super::matmul(&mut simd[2..], stride, &x, &w, None, rows, k, n);
+        scalar::matmul(&mut reference[2..], stride, &x, &w, None, rows, k, n);
+        assert_close(&simd, &reference, k);
+        assert_eq!(simd[0], 9.0);
+    }
+
+    #[test]
+    fn decoders_match_scalar_exactly() {
+        // Every f16 bit pattern but infinities and NaNs, which the loader refuses.
+        let halves: Vec<u16> = (0..=u16::MAX).filter(|h| h & 0x7c00 != 0x7c00).collect();
+        let bytes: Vec<u8> = halves.iter().flat_map(|h| h.to_le_bytes()).collect();
+        let (mut simd, mut reference) = (vec![0.0; halves.len()], vec![0.0; halves.len()]);
+        super::decode_f16(&mut simd, &bytes);
+        scalar::decode_f16(&mut reference, &bytes);
+        assert!(simd.iter().zip(&reference).all(|(a, b)| a.to_bits() == b.to_bits()));
+        let blocks: Vec<u8> = (0..64u32 * 34)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8 & if i % 34 == 1 { 0x3b } else { 0xff })
+            .collect();
+        let (mut simd, mut reference) = (vec![0.0; 64 * 32], vec![0.0; 64 * 32]);
+        super::decode_q8_0(&mut simd, &blocks);
+        scalar::decode_q8_0(&mut reference, &blocks);
+        assert!(simd.iter().zip(&reference).all(|(a, b)| a.to_bits() == b.to_bits()));
     }
 
     #[test]
