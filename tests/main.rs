@@ -25,3 +25,4 @@ mod checkpoint_19_gguf_fuzz;
 mod checkpoint_20_guest_failures;
 mod checkpoint_21_hostile_requests;
 mod checkpoint_22_quantized_weights;
+mod checkpoint_23_bench;
