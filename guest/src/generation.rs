@@ -8,8 +8,11 @@ use crate::sampler::{Sampler, SamplingParams};
 use crate::stream::{Released, TextStream};
 use std::sync::Arc;
 
-/// Prompt tokens processed per step, so that one step stays short enough to cancel between.
-pub const PREFILL_CHUNK: usize = 16;
+/// Prompt tokens processed per step. Each step streams every weight once, so larger chunks
+/// prefill faster (64 instead of 16 is a fifth faster on GPT-2 124M); each step is also where a
+/// job can be stopped, and 64 tokens take about 0.7 s on GPT-2 124M in wasm (a decode step, one
+/// token, stays under 100 ms).
+pub const PREFILL_CHUNK: usize = 64;
 
 /// What a generation request asks for (mirrors the WIT `generate-options`).
 #[derive(Debug, Clone, PartialEq)]

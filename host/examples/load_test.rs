@@ -1,0 +1,159 @@
+//! Load test: concurrent clients send `/execute` jobs to a running worker for a fixed time and
+//! the run reports how many completed, were rejected (503) or failed, and latency percentiles.
+//!
+//! `cargo run -p llorch-cpud --example load_test -- --url http://127.0.0.1:8080 --clients 8 --seconds 30`
+
+use clap::Parser;
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Clients sending one job after another.
+    #[arg(long, default_value_t = 8)]
+    clients: usize,
+    /// How long clients start new jobs.
+    #[arg(long, default_value_t = 30)]
+    seconds: u64,
+    #[arg(long, default_value_t = 32)]
+    max_tokens: u32,
+}
+
+/// How one job went.
+enum Outcome {
+    Completed { latency: Duration, first_token: Option<Duration>, tokens: u64 },
+    Rejected,
+    Failed(String),
+}
+
+fn run_job(client: &reqwest::blocking::Client, args: &Args, id: &str) -> Outcome {
+    let body =
+        json!({"job_id": id, "prompt": "And it came to pass", "max_tokens": args.max_tokens, "temperature": 0.8});
+    let started = Instant::now();
+    let response = match client.post(format!("{}/execute", args.url)).json(&body).send() {
+        Ok(response) => response,
+        Err(e) => return Outcome::Failed(format!("request: {e}")),
+    };
+    match response.status().as_u16() {
+        200 => {}
+        503 => return Outcome::Rejected,
+        status => return Outcome::Failed(format!("status {status}")),
+    }
+    let mut first_token = None;
+    for line in BufReader::new(response).lines() {
+        let Ok(line) = line else { return Outcome::Failed("stream broke".into()) };
+        let Some(data) = line.strip_prefix("data: ") else { continue };
+        let Ok(event) = serde_json::from_str::<Value>(data) else {
+            return Outcome::Failed(format!("bad event {data}"));
+        };
+        match event["type"].as_str() {
+            Some("token") if first_token.is_none() => first_token = Some(started.elapsed()),
+            Some("end") => {
+                let tokens = event["tokens_out"].as_u64().unwrap_or(0);
+                return Outcome::Completed { latency: started.elapsed(), first_token, tokens };
+            }
+            Some("error") => return Outcome::Failed(format!("error event {event}")),
+            _ => {}
+        }
+    }
+    Outcome::Failed("stream ended without a terminal event".into())
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Waits up to a minute for the worker's `/health` to answer 200.
+fn wait_until_healthy(url: &str) {
+    let client = reqwest::blocking::Client::new();
+    let give_up = Instant::now() + Duration::from_secs(60);
+    while !client.get(format!("{url}/health")).send().is_ok_and(|r| r.status() == 200) {
+        assert!(Instant::now() < give_up, "{url} did not become healthy within a minute");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn main() {
+    let args = Arc::new(Args::parse());
+    wait_until_healthy(&args.url);
+    let outcomes = Arc::new(Mutex::new(Vec::new()));
+    let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let stop_at = Instant::now() + Duration::from_secs(args.seconds);
+    let started = Instant::now();
+    let clients: Vec<_> = (0..args.clients)
+        .map(|c| {
+            let (args, outcomes, sent) = (args.clone(), outcomes.clone(), sent.clone());
+            std::thread::spawn(move || {
+                let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(600)).build().unwrap();
+                let mut n = 0;
+                while Instant::now() < stop_at {
+                    sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let outcome = run_job(&client, &args, &format!("load-{c}-{n}"));
+                    if matches!(outcome, Outcome::Rejected) {
+                        // The worker said Retry-After: 1.
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                    outcomes.lock().unwrap().push(outcome);
+                    n += 1;
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().unwrap();
+    }
+    let elapsed = started.elapsed();
+    let outcomes = outcomes.lock().unwrap();
+    let mut latencies = Vec::new();
+    let mut first_tokens = Vec::new();
+    let (mut rejected, mut tokens, mut failures) = (0, 0, Vec::new());
+    for outcome in outcomes.iter() {
+        match outcome {
+            Outcome::Completed { latency, first_token, tokens: t } => {
+                latencies.push(*latency);
+                first_tokens.extend(*first_token);
+                tokens += t;
+            }
+            Outcome::Rejected => rejected += 1,
+            Outcome::Failed(why) => failures.push(why.clone()),
+        }
+    }
+    latencies.sort();
+    first_tokens.sort();
+    let sent = sent.load(std::sync::atomic::Ordering::SeqCst);
+    println!(
+        "{} clients for {} s against {} ({:.1} s with the drain)",
+        args.clients,
+        args.seconds,
+        args.url,
+        elapsed.as_secs_f64()
+    );
+    println!(
+        "sent {sent}: completed {}, rejected (503) {rejected}, failed {}, lost {}",
+        latencies.len(),
+        failures.len(),
+        sent - outcomes.len()
+    );
+    println!(
+        "latency p50 {:?}, p90 {:?}, p99 {:?}, max {:?}",
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.9),
+        percentile(&latencies, 0.99),
+        latencies.last().copied().unwrap_or_default()
+    );
+    println!("time to first token p50 {:?}, p99 {:?}", percentile(&first_tokens, 0.5), percentile(&first_tokens, 0.99));
+    println!("throughput {:.1} tokens/s", tokens as f64 / elapsed.as_secs_f64());
+    for why in failures.iter().take(5) {
+        println!("failure: {why}");
+    }
+    if !failures.is_empty() || sent != outcomes.len() {
+        std::process::exit(1);
+    }
+}
