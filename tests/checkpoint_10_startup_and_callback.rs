@@ -79,3 +79,21 @@ fn a_missing_model_exits_non_zero_naming_the_file() {
     let last = worker.lines().last().cloned().unwrap();
     assert!(last.contains("/no/such/model.gguf"), "{last}");
 }
+
+#[test]
+fn the_compiled_component_is_cached_across_restarts() {
+    let cache = crate::support::scratch("fresh-component-cache");
+    std::fs::remove_dir_all(&cache).unwrap();
+    let messages = |worker: &Worker| -> Vec<String> {
+        worker.logs().iter().map(|l| l["message"].as_str().unwrap().to_string()).collect()
+    };
+    let model = tiny();
+    let args = ["--model", model.to_str().unwrap(), "--cache-dir", cache.to_str().unwrap()];
+    let first = Worker::start(&args);
+    assert!(messages(&first).iter().any(|m| m.starts_with("compiled the component in")), "{:?}", messages(&first));
+    drop(first);
+    let second = Worker::start(&args);
+    assert!(messages(&second).iter().any(|m| m.starts_with("loaded the compiled component from")));
+    assert!(!messages(&second).iter().any(|m| m.starts_with("compiled the component")));
+    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 1, "one artifact, no partial files");
+}

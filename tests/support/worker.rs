@@ -60,15 +60,13 @@ pub fn spawn(args: &[&str]) -> Spawned {
 
 /// Starts the binary and a thread collecting its stdout lines.
 fn start_process(args: &[&str]) -> (Child, Arc<Mutex<Vec<String>>>, std::thread::JoinHandle<()>) {
-    let cache = super::scratch("component-cache");
-    let mut child = Command::new(binary())
-        .args(["--port", "0", "--cache-dir"])
-        .arg(&cache)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("the worker binary starts");
+    let mut command = Command::new(binary());
+    command.args(["--port", "0"]);
+    if !args.contains(&"--cache-dir") {
+        command.arg("--cache-dir").arg(super::scratch("component-cache"));
+    }
+    let mut child =
+        command.args(args).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("the worker binary starts");
     let logs = Arc::new(Mutex::new(Vec::new()));
     let stdout = child.stdout.take().expect("piped stdout");
     let sink = logs.clone();

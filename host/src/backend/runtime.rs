@@ -72,16 +72,28 @@ fn load_or_compile(engine: &Engine, cache_dir: &Path) -> Result<Component> {
         // SAFETY: the file was written by `precompile_component` below into the cache
         // directory the operator chose; wasmtime still checks that it matches this engine.
         match unsafe { Component::deserialize_file(engine, &path) } {
-            Ok(component) => return Ok(component),
+            Ok(component) => {
+                crate::log::info(&format!("loaded the compiled component from {}", path.display()), None);
+                return Ok(component);
+            }
             Err(e) => {
                 crate::log::warn(&format!("recompiling: cached component {} unusable: {e}", path.display()), None)
             }
         }
     }
+    let started = std::time::Instant::now();
     let compiled = engine
         .precompile_component(GUEST_WASM)
         .map_err(anyhow::Error::from)
         .context("compiling the guest component")?;
+    crate::log::info(
+        &format!(
+            "compiled the component in {:.1} s, caching it at {}",
+            started.elapsed().as_secs_f64(),
+            path.display()
+        ),
+        None,
+    );
     std::fs::create_dir_all(cache_dir).with_context(|| format!("creating cache directory {}", cache_dir.display()))?;
     // Write under a unique name then rename, so concurrent workers never read half a file.
     let partial = path.with_extension(format!("partial-{}", std::process::id()));

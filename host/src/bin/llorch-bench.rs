@@ -244,6 +244,8 @@ fn measure(
             let limits = GuestLimits { memory_bytes: 4 << 30, load_timeout: Duration::from_secs(600) };
             let mut guest = None;
             for _ in 0..runs {
+                // The previous guest goes first, so peak memory counts one model.
+                drop(guest.take());
                 let started = Instant::now();
                 guest = Some(Guest::load(&runtime, model, &limits, memory.clone()).map_err(|e| anyhow!("{e}"))?);
                 load.push(started.elapsed().as_secs_f64());
@@ -284,6 +286,7 @@ fn measure(
             let path = model.to_str().ok_or_else(|| anyhow!("model path is not UTF-8"))?;
             let mut loaded = None;
             for _ in 0..runs {
+                drop(loaded.take());
                 let started = Instant::now();
                 loaded = Some(Arc::new(Model::open(path)?));
                 load.push(started.elapsed().as_secs_f64());
