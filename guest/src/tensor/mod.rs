@@ -211,6 +211,14 @@ impl Matrix {
             kernels::matmul(out, n, x, w, bias, rows_x, k, n);
             return;
         }
+        // One or a few input rows (decoding): Q8_0 blocks are used where they lie. More rows
+        // (prefill) amortise decoding a panel once over all of them.
+        if let Storage::InFile(file, range, TensorType::Q8_0) = &self.storage
+            && rows_x < 4
+        {
+            kernels::matmul_q8_0(out, n, x, &file.bytes()[range.clone()], bias, rows_x, k, n);
+            return;
+        }
         let panel_rows = ((PANEL_FLOATS / k).max(4) / 4 * 4).min(n);
         let mut panel = vec![0.0; panel_rows * k];
         for first in (0..n).step_by(panel_rows) {

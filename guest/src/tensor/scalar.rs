@@ -55,3 +55,36 @@ pub fn axpy(y: &mut [f32], alpha: f32, x: &[f32]) {
         *yi += alpha * xi;
     }
 }
+
+/// `out[t·stride + j] = Σ_blocks scale · (x[t, block] · q[j, block]) + bias[j]`: the matrix
+/// product with Q8_0 weight rows `[n, k]` read in place, each block's int8 dot product scaled
+/// once.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_q8_0(
+    out: &mut [f32],
+    stride: usize,
+    x: &[f32],
+    w: &[u8],
+    bias: Option<&[f32]>,
+    rows: usize,
+    k: usize,
+    n: usize,
+) {
+    let row_bytes = k / 32 * 34;
+    assert!(k.is_multiple_of(32) && x.len() >= rows * k && w.len() >= n * row_bytes && stride >= n);
+    assert!(rows == 0 || out.len() >= (rows - 1) * stride + n);
+    for t in 0..rows {
+        let x_row = &x[t * k..(t + 1) * k];
+        for j in 0..n {
+            let blocks = w[j * row_bytes..(j + 1) * row_bytes].chunks_exact(34);
+            let sum: f32 = blocks
+                .zip(x_row.chunks_exact(32))
+                .map(|(block, xs)| {
+                    let scale = f16_to_f32(u16::from_le_bytes([block[0], block[1]]));
+                    scale * xs.iter().zip(&block[2..]).map(|(x, &q)| x * (q as i8) as f32).sum::<f32>()
+                })
+                .sum();
+            out[t * stride + j] = sum + bias.map_or(0.0, |b| b[j]);
+        }
+    }
+}

@@ -149,6 +149,51 @@ pub fn decode_q8_0(dst: &mut [f32], src: &[u8]) {
     }
 }
 
+/// The matrix product with Q8_0 weight rows `[n, k]` read in place (the twin of
+/// `scalar::matmul_q8_0`): per block, the int8 values become floats in registers, meet their
+/// 32 inputs, and the block's sum is scaled once; nothing is decoded to memory.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_q8_0(
+    out: &mut [f32],
+    stride: usize,
+    x: &[f32],
+    w: &[u8],
+    bias: Option<&[f32]>,
+    rows: usize,
+    k: usize,
+    n: usize,
+) {
+    let row_bytes = k / 32 * 34;
+    assert!(k.is_multiple_of(32) && x.len() >= rows * k && w.len() >= n * row_bytes && stride >= n);
+    assert!(rows == 0 || out.len() >= (rows - 1) * stride + n);
+    for t in 0..rows {
+        let x_row = &x[t * k..(t + 1) * k];
+        for j in 0..n {
+            let mut acc = f32x4_splat(0.0);
+            for (b, block) in w[j * row_bytes..(j + 1) * row_bytes].chunks_exact(34).enumerate() {
+                let scale = f32x4_splat(super::f16_to_f32(u16::from_le_bytes([block[0], block[1]])));
+                let mut partial = [f32x4_splat(0.0); 2];
+                for half in 0..2 {
+                    // SAFETY: a block has 34 bytes; 2 + 16 * half + 16 <= 34.
+                    let q = unsafe { v128_load(block.as_ptr().add(2 + 16 * half).cast()) };
+                    for (h, shorts) in [i16x8_extend_low_i8x16(q), i16x8_extend_high_i8x16(q)].into_iter().enumerate() {
+                        for (m, ints) in
+                            [i32x4_extend_low_i16x8(shorts), i32x4_extend_high_i16x8(shorts)].into_iter().enumerate()
+                        {
+                            let at = 32 * b + 16 * half + 8 * h + 4 * m;
+                            // SAFETY: at + 4 <= 32 * (b + 1) <= k, inside x_row.
+                            let xv = unsafe { v128_load(x_row.as_ptr().add(at).cast()) };
+                            partial[m] = f32x4_add(partial[m], f32x4_mul(xv, f32x4_convert_i32x4(ints)));
+                        }
+                    }
+                }
+                acc = f32x4_add(acc, f32x4_mul(f32x4_add(partial[0], partial[1]), scale));
+            }
+            out[t * stride + j] = horizontal_sum(acc) + bias.map_or(0.0, |b| b[j]);
+        }
+    }
+}
+
 /// `(v0 + v1) + (v2 + v3)`.
 #[inline(always)]
 fn horizontal_sum(v: v128) -> f32 {
@@ -274,6 +319,26 @@ mod tests {
         super::decode_q8_0(&mut simd, &blocks);
         scalar::decode_q8_0(&mut reference, &blocks);
         assert!(simd.iter().zip(&reference).all(|(a, b)| a.to_bits() == b.to_bits()));
+    }
+
+    #[test]
+    fn q8_0_matmul_matches_scalar_and_the_decoded_product() {
+        let (rows, k, n) = (3, 96, 5);
+        let x = values(rows * k, 7);
+        // Scales of 1/64 (f16 0x2400) keep the products exact enough to compare closely.
+        let w: Vec<u8> = (0..n * k / 32)
+            .flat_map(|b| [0x00u8, 0x24].into_iter().chain((0..32).map(move |i| ((b * 37 + i * 11) % 255) as u8)))
+            .collect();
+        let bias = values(n, 8);
+        let (mut simd, mut reference) = (vec![0.0; rows * n], vec![0.0; rows * n]);
+        super::matmul_q8_0(&mut simd, n, &x, &w, Some(&bias), rows, k, n);
+        scalar::matmul_q8_0(&mut reference, n, &x, &w, Some(&bias), rows, k, n);
+        assert_close(&simd, &reference, k);
+        let mut decoded = vec![0.0; n * k];
+        super::decode_q8_0(&mut decoded, &w);
+        let mut via_panel = vec![0.0; rows * n];
+        super::matmul(&mut via_panel, n, &x, &decoded, Some(&bias), rows, k, n);
+        assert_close(&simd, &via_panel, k);
     }
 
     #[test]

@@ -188,7 +188,10 @@ fn measure_in_child(engine: Engine, model: &Path, args: &Args) -> Result<Measure
     if !output.status.success() {
         bail!("measuring {} with {engine_name} failed: {}", model.display(), String::from_utf8_lossy(&output.stderr));
     }
-    let v: Value = serde_json::from_slice(&output.stdout).context("the measurement prints JSON")?;
+    // The measurement's result is its last line; the lines before are the runtime's logs.
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    let v: Value = serde_json::from_str(last).context("the measurement prints JSON")?;
     let f = |k: &str| v[k].as_f64().ok_or_else(|| anyhow!("measurement lacks {k}"));
     Ok(Measurement {
         load_s: f("load_s")?,
