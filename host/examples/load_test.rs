@@ -36,7 +36,10 @@ fn run_job(client: &reqwest::blocking::Client, args: &Args, id: &str) -> Outcome
     let started = Instant::now();
     let response = match client.post(format!("{}/execute", args.url)).json(&body).send() {
         Ok(response) => response,
-        Err(e) => return Outcome::Failed(format!("request: {e}")),
+        Err(e) => {
+            let cause = std::error::Error::source(&e).map(|c| format!(": {c}")).unwrap_or_default();
+            return Outcome::Failed(format!("request: {e}{cause}"));
+        }
     };
     match response.status().as_u16() {
         200 => {}
