@@ -69,6 +69,26 @@ impl FileBuffer {
     }
 }
 
+/// The shapes every matrix-product kernel requires: x `[rows, k]`, `weight_len` bytes or
+/// floats for n rows of `row_len`, bias `[n]`, and output rows `stride` apart. The kernels
+/// index without further checks once these hold.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn check_matmul_shapes(
+    out: &[f32],
+    stride: usize,
+    x: &[f32],
+    weight_len: usize,
+    row_len: usize,
+    bias: Option<&[f32]>,
+    rows: usize,
+    k: usize,
+    n: usize,
+) {
+    assert!(x.len() >= rows * k && weight_len >= n * row_len && stride >= n);
+    assert!(rows == 0 || out.len() >= (rows - 1) * stride + n);
+    assert!(bias.is_none_or(|b| b.len() >= n));
+}
+
 /// Finds tensor `name`, checks its shape (slowest first) and returns its description and its
 /// byte range in the file.
 fn locate<'a>(gguf: &'a Gguf, name: &str, shape: &[usize]) -> Result<(&'a TensorInfo, Range<usize>)> {

@@ -19,9 +19,7 @@ pub fn matmul(
     k: usize,
     n: usize,
 ) {
-    assert!(x.len() >= rows * k && w.len() >= n * k && stride >= n);
-    assert!(rows == 0 || out.len() >= (rows - 1) * stride + n);
-    assert!(bias.is_none_or(|b| b.len() >= n));
+    super::check_matmul_shapes(out, stride, x, w.len(), k, bias, rows, k, n);
     let mut store = |tile: &[f32], t_len: usize, n_len: usize, t0: usize, j0: usize| {
         for a in 0..t_len {
             for b in 0..n_len {
@@ -164,8 +162,8 @@ pub fn matmul_q8_0(
     n: usize,
 ) {
     let row_bytes = k / 32 * 34;
-    assert!(k.is_multiple_of(32) && x.len() >= rows * k && w.len() >= n * row_bytes && stride >= n);
-    assert!(rows == 0 || out.len() >= (rows - 1) * stride + n);
+    assert!(k.is_multiple_of(32), "Q8_0 rows are whole blocks");
+    super::check_matmul_shapes(out, stride, x, w.len(), row_bytes, bias, rows, k, n);
     for t in 0..rows {
         let x_row = &x[t * k..(t + 1) * k];
         for j in 0..n {
