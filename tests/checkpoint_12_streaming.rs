@@ -105,7 +105,7 @@ fn a_client_that_disconnects_cancels_its_job_and_frees_the_worker() {
     drop(stream);
     let ended = wait_for_job_end(&worker, "vanish", Duration::from_secs(5));
     assert!(ended.contains("CANCELLED"), "{ended}");
-    assert!(left.elapsed() < Duration::from_millis(500), "the job ran on for {:?}", left.elapsed());
+    assert!(left.elapsed() < Duration::from_millis(100), "the job ran on for {:?}", left.elapsed());
     // The single slot is free again at once.
     let events = worker.execute(&json!({"job_id": "next", "prompt": "Amen", "max_tokens": 3}));
     assert_eq!(terminal(&events).name, "end");
