@@ -4,8 +4,9 @@
 //! (everywhere else, and the reference the SIMD twin is tested against). `kernels` names the
 //! one this build uses.
 //!
-//! Matrices stay in the model file as they are stored (F32, F16 or Q8_0): no second copy. F16
-//! and Q8_0 rows are decoded a small panel at a time, inside the matrix product.
+//! F32 and Q8_0 matrices stay in the model file as they are stored: no second copy. Q8_0 rows
+//! are decoded inside the matrix product (in registers while decoding, a small panel at a time
+//! while prefilling). F16 matrices are widened to f32 once, at load.
 
 pub mod scalar;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -154,9 +155,17 @@ impl Matrix {
     /// Loads the 2-D tensor `name` of shape `[rows, cols]`, checking that every value is finite.
     pub fn load(gguf: &Gguf, file: &Arc<FileBuffer>, name: &str, rows: usize, cols: usize) -> Result<Self> {
         let (info, range) = locate(gguf, name, &[rows, cols])?;
-        let storage = if info.kind == TensorType::F32 && !range.start.is_multiple_of(4) {
-            let mut values = vec![0.0; rows * cols];
-            decode(TensorType::F32, &file.bytes()[range], &mut values);
+        // F16 is widened once here: SIMD128 has no half-precision conversion, and decoding every
+        // weight on every token costs more than the memory it saves. A misaligned F32 tensor is
+        // copied into place.
+        let widen = info.kind == TensorType::F16 || (info.kind == TensorType::F32 && !range.start.is_multiple_of(4));
+        let storage = if widen {
+            let mut values = Vec::new();
+            values
+                .try_reserve_exact(rows * cols)
+                .map_err(|_| Error::Io(format!("no memory to widen tensor {name}")))?;
+            values.resize(rows * cols, 0.0);
+            decode(info.kind, &file.bytes()[range], &mut values);
             Storage::Owned(values)
         } else {
             Storage::InFile(file.clone(), range, info.kind)
