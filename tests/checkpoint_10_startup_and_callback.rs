@@ -33,7 +33,7 @@ fn ready_callback_comes_after_the_port_serves_with_every_field() {
     assert_eq!(body["worker_type"], "cpu");
     assert_eq!(body["capabilities"], serde_json::json!(["text-gen"]));
     assert_eq!(body["model_ref"], "kjv-fortunes-18m");
-    let messages: Vec<String> = worker.logs().iter().map(|l| l["message"].as_str().unwrap().to_string()).collect();
+    let messages = worker.messages_after("ready callback sent");
     let position =
         |prefix: &str| messages.iter().position(|m| m.starts_with(prefix)).unwrap_or_else(|| panic!("no log {prefix}"));
     assert!(position("model loaded") < position("listening on"));
@@ -47,7 +47,7 @@ fn ready_callback_is_retried_after_server_errors() {
     wait_for_callbacks(&pool, 3);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(pool.received().len(), 3, "no callback after the first 2xx");
-    assert!(worker.logs().iter().any(|l| l["message"].as_str().unwrap().starts_with("ready callback sent")));
+    worker.messages_after("ready callback sent");
 }
 
 #[test]
@@ -84,9 +84,8 @@ fn a_missing_model_exits_non_zero_naming_the_file() {
 fn the_compiled_component_is_cached_across_restarts() {
     let cache = crate::support::scratch("fresh-component-cache");
     std::fs::remove_dir_all(&cache).unwrap();
-    let messages = |worker: &Worker| -> Vec<String> {
-        worker.logs().iter().map(|l| l["message"].as_str().unwrap().to_string()).collect()
-    };
+    // Both lines come before "listening on", which `Worker::start` waits for.
+    let messages = |worker: &Worker| worker.messages_after("listening on");
     let model = tiny();
     let args = ["--model", model.to_str().unwrap(), "--cache-dir", cache.to_str().unwrap()];
     let first = Worker::start(&args);

@@ -30,7 +30,7 @@ fn a_job_past_its_deadline_ends_with_timeout_and_the_guest_is_rebuilt() {
         assert!(started.elapsed() < Duration::from_secs(60), "the guest was not rebuilt");
         std::thread::sleep(Duration::from_millis(5));
     }
-    let messages: Vec<String> = worker.logs().iter().map(|l| l["message"].as_str().unwrap().to_string()).collect();
+    let messages = worker.messages_after("guest rebuilt");
     assert!(messages.iter().any(|m| m.starts_with("guest failed, rebuilding it: the guest ran past its deadline")));
     assert!(messages.iter().any(|m| m == "guest rebuilt"));
     let events = worker.execute(&json!({"job_id": "after", "prompt": "Hello", "max_tokens": 2}));

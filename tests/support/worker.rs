@@ -104,6 +104,20 @@ impl Worker {
         self.logs.lock().unwrap().iter().map(|l| serde_json::from_str(l).expect("log lines are JSON")).collect()
     }
 
+    /// The log messages once one starting with `prefix` has appeared (waiting up to 30 s).
+    pub fn messages_after(&self, prefix: &str) -> Vec<String> {
+        let started = Instant::now();
+        loop {
+            let messages: Vec<String> =
+                self.logs().iter().filter_map(|l| l["message"].as_str().map(str::to_string)).collect();
+            if messages.iter().any(|m| m.starts_with(prefix)) {
+                return messages;
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "no log line {prefix:?} in {messages:?}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Sends SIGTERM.
     pub fn terminate(&self) {
         let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
