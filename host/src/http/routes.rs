@@ -21,29 +21,21 @@ const MAX_DETOKENIZE_TOKENS: usize = 32768;
 pub async fn health(State(state): State<Arc<AppState>>) -> Response {
     let backend = &state.backend;
     let memory_bytes = backend.memory.load(Ordering::Relaxed);
-    match backend.health.is_healthy() {
-        Ok(()) => Json(json!({
-            "status": "healthy",
-            "model_loaded": true,
-            "vram_bytes": 0,
-            "memory_type": "cpu",
-            "memory_bytes": memory_bytes,
-            "model": backend.info.name,
-        }))
-        .into_response(),
-        Err(reason) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({
-                "status": "unhealthy",
-                "model_loaded": false,
-                "vram_bytes": 0,
-                "memory_type": "cpu",
-                "memory_bytes": memory_bytes,
-                "model": backend.info.name,
-                "reason": reason,
-            })),
-        )
-            .into_response(),
+    let health = backend.health.is_healthy();
+    let mut body = json!({
+        "status": if health.is_ok() { "healthy" } else { "unhealthy" },
+        "model_loaded": health.is_ok(),
+        "vram_bytes": 0,
+        "memory_type": "cpu",
+        "memory_bytes": memory_bytes,
+        "model": backend.info.name,
+    });
+    match health {
+        Ok(()) => Json(body).into_response(),
+        Err(reason) => {
+            body["reason"] = json!(reason);
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        }
     }
 }
 
