@@ -79,7 +79,7 @@ impl wit::Guest for Component {
 
 impl wit::GuestModel for ModelResource {
     fn from_bytes(name: String, bytes: Vec<u8>) -> Result<wit::Model, wit::Error> {
-        let model = Model::from_bytes(&name, &bytes)?;
+        let model = Model::from_vec(&name, bytes)?;
         Ok(wit::Model::new(ModelResource(Arc::new(model))))
     }
 

@@ -1,6 +1,8 @@
 //! The real guest component, compiled by the worker's own runtime and called in-process.
 
+use llorch_cpud::backend::component_cache::ComponentCache;
 use llorch_cpud::backend::guest::{Guest, GuestLimits};
+use llorch_cpud::backend::model_file::ModelFile;
 use llorch_cpud::backend::runtime::Runtime;
 use std::path::Path;
 use std::sync::atomic::AtomicU64;
@@ -10,14 +12,28 @@ use std::time::{Duration, Instant};
 /// The runtime shared by every test of this process (one compile, cached under target/).
 pub fn runtime() -> Arc<Runtime> {
     static RUNTIME: OnceLock<Arc<Runtime>> = OnceLock::new();
-    RUNTIME.get_or_init(|| Runtime::new(&super::scratch("component-cache")).expect("the runtime starts")).clone()
+    RUNTIME
+        .get_or_init(|| {
+            let cache = ComponentCache::open(&super::scratch("component-cache")).expect("the cache opens");
+            Runtime::new(Some(&cache)).expect("the runtime starts")
+        })
+        .clone()
+}
+
+/// A guest with `model` loaded, under a 4 GiB memory cap, and the guest memory size as the
+/// host measures it.
+pub fn load_measured(model: &Path) -> (Guest, Arc<AtomicU64>) {
+    let limits = GuestLimits { memory_bytes: 4 << 30, load_timeout: Duration::from_secs(300) };
+    let (file, bytes) = ModelFile::open(model, limits.memory_bytes).expect("the model file reads");
+    let memory = Arc::new(AtomicU64::new(0));
+    let guest = Guest::load(&runtime(), &file.stem, &bytes, &limits, memory.clone())
+        .unwrap_or_else(|e| panic!("loading {}: {e}", model.display()));
+    (guest, memory)
 }
 
 /// A guest with `model` loaded, under a 4 GiB memory cap.
 pub fn load(model: &Path) -> Guest {
-    let limits = GuestLimits { memory_bytes: 4 << 30, load_timeout: Duration::from_secs(300) };
-    Guest::load(&runtime(), model, &limits, Arc::new(AtomicU64::new(0)))
-        .unwrap_or_else(|e| panic!("loading {}: {e}", model.display()))
+    load_measured(model).0
 }
 
 /// A deadline far enough for any single test call.

@@ -54,19 +54,29 @@ impl Drop for Spawned {
 /// Starts the binary with `args` (plus `--port 0` and the shared component cache) for a test
 /// that expects it to exit.
 pub fn spawn(args: &[&str]) -> Spawned {
-    let (child, logs, reader) = start_process(args);
+    spawn_command(command(args))
+}
+
+/// Starts a prepared command for a test that expects it to exit.
+pub fn spawn_command(command: Command) -> Spawned {
+    let (child, logs, reader) = start_process(command);
     Spawned { child, logs, reader: Some(reader) }
 }
 
-/// Starts the binary and a thread collecting its stdout lines.
-fn start_process(args: &[&str]) -> (Child, Arc<Mutex<Vec<String>>>, std::thread::JoinHandle<()>) {
+/// The binary with `args`, `--port 0` and, unless `args` name one, the shared component cache.
+pub fn command(args: &[&str]) -> Command {
     let mut command = Command::new(binary());
     command.args(["--port", "0"]);
     if !args.contains(&"--cache-dir") {
         command.arg("--cache-dir").arg(super::scratch("component-cache"));
     }
-    let mut child =
-        command.args(args).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("the worker binary starts");
+    command.args(args);
+    command
+}
+
+/// Starts `command` and a thread collecting its stdout lines.
+fn start_process(mut command: Command) -> (Child, Arc<Mutex<Vec<String>>>, std::thread::JoinHandle<()>) {
+    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("the worker binary starts");
     let logs = Arc::new(Mutex::new(Vec::new()));
     let stdout = child.stdout.take().expect("piped stdout");
     let sink = logs.clone();
@@ -81,7 +91,12 @@ fn start_process(args: &[&str]) -> (Child, Arc<Mutex<Vec<String>>>, std::thread:
 impl Worker {
     /// Starts a worker and waits until it logs its address.
     pub fn start(args: &[&str]) -> Worker {
-        let (mut child, logs, _reader) = start_process(args);
+        Worker::start_command(command(args))
+    }
+
+    /// Starts a prepared command and waits until the worker logs its address.
+    pub fn start_command(command: Command) -> Worker {
+        let (mut child, logs, _reader) = start_process(command);
         let started = Instant::now();
         loop {
             let url = logs.lock().unwrap().iter().find_map(|line| {
@@ -160,7 +175,7 @@ impl Worker {
         assert_eq!(response.status(), 200, "execute answered {}", response.status());
         assert_eq!(response.headers()["content-type"], "text/event-stream");
         assert_eq!(response.headers()["cache-control"], "no-cache");
-        EventStream { reader: BufReader::new(response) }
+        EventStream::new(response)
     }
 
     /// Runs `/execute` to the end and returns every event.
@@ -203,16 +218,35 @@ pub struct SseEvent {
 /// Events as they arrive on an open `/execute` response.
 pub struct EventStream {
     reader: BufReader<reqwest::blocking::Response>,
+    /// Keep-alive comments seen so far.
+    pub comments: usize,
+}
+
+impl EventStream {
+    pub fn new(response: reqwest::blocking::Response) -> Self {
+        EventStream { reader: BufReader::new(response), comments: 0 }
+    }
 }
 
 impl Iterator for EventStream {
     type Item = SseEvent;
 
-    /// The next event; checks the framing: `event:` line, `data:` line, blank line.
+    /// The next event; checks the framing: `event:` line, `data:` line, blank line. Keep-alive
+    /// comments (`: keep-alive` and a blank line) between events are counted and skipped.
     fn next(&mut self) -> Option<SseEvent> {
         let mut line = String::new();
-        if self.reader.read_line(&mut line).ok()? == 0 {
-            return None;
+        loop {
+            line.clear();
+            if self.reader.read_line(&mut line).ok()? == 0 {
+                return None;
+            }
+            if line != ": keep-alive\n" {
+                break;
+            }
+            self.comments += 1;
+            let mut blank = String::new();
+            self.reader.read_line(&mut blank).expect("a blank line");
+            assert_eq!(blank, "\n", "comments end with a blank line");
         }
         let name = line.strip_prefix("event: ").unwrap_or_else(|| panic!("expected an event line, got {line:?}"));
         let name = name.trim_end_matches('\n').to_string();

@@ -44,6 +44,11 @@ impl Model {
         Self::load(FileBuffer::try_from_bytes(bytes)?, fallback_name)
     }
 
+    /// Loads a GGUF file from `bytes`, keeping them as the model's storage (no copy).
+    pub fn from_vec(fallback_name: &str, bytes: Vec<u8>) -> Result<Self> {
+        Self::load(FileBuffer::try_from_vec(bytes)?, fallback_name)
+    }
+
     /// Reads and loads the GGUF file at `path`.
     pub fn open(path: &str) -> Result<Self> {
         let io = |e: std::io::Error| Error::Io(format!("{path}: {e}"));

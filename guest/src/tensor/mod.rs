@@ -27,19 +27,31 @@ const PANEL_FLOATS: usize = 4096;
 
 /// A model file in memory, 4-byte aligned so F32 tensors can be used where they lie.
 pub struct FileBuffer {
-    words: Vec<u32>,
+    bytes: Vec<u8>,
+    /// Where the file starts in `bytes`: the first 4-aligned address.
+    start: usize,
     len: usize,
 }
 
 impl FileBuffer {
     /// A zeroed buffer of `len` bytes to read a file into, or an error when memory runs out.
     pub fn try_zeroed(len: usize) -> Result<Self> {
-        let mut words = Vec::new();
-        words
-            .try_reserve_exact(len.div_ceil(4))
-            .map_err(|_| Error::Io(format!("no memory for a {len}-byte model file")))?;
-        words.resize(len.div_ceil(4), 0);
-        Ok(FileBuffer { words, len })
+        let no_memory = || Error::Io(format!("no memory for a {len}-byte model file"));
+        let mut bytes = Vec::new();
+        bytes.try_reserve_exact(len.checked_add(3).ok_or_else(no_memory)?).map_err(|_| no_memory())?;
+        bytes.resize(len + 3, 0);
+        let start = bytes.as_ptr().align_offset(4);
+        Ok(FileBuffer { bytes, start, len })
+    }
+
+    /// Takes `bytes` as they are when they are 4-aligned (allocators align far more), else
+    /// copies them into an aligned buffer.
+    pub fn try_from_vec(bytes: Vec<u8>) -> Result<Self> {
+        if bytes.as_ptr().align_offset(4) == 0 {
+            let len = bytes.len();
+            return Ok(FileBuffer { bytes, start: 0, len });
+        }
+        Self::try_from_bytes(&bytes)
     }
 
     /// Copies `bytes` into an aligned buffer.
@@ -51,22 +63,22 @@ impl FileBuffer {
 
     /// The file's bytes.
     pub fn bytes(&self) -> &[u8] {
-        // SAFETY: `words` owns at least `len` initialised bytes and u8 has no alignment needs.
-        unsafe { std::slice::from_raw_parts(self.words.as_ptr().cast::<u8>(), self.len) }
+        &self.bytes[self.start..self.start + self.len]
     }
 
     /// The file's bytes, writable.
     pub fn bytes_mut(&mut self) -> &mut [u8] {
-        // SAFETY: as in `bytes`, and `&mut self` makes the access unique.
-        unsafe { std::slice::from_raw_parts_mut(self.words.as_mut_ptr().cast::<u8>(), self.len) }
+        &mut self.bytes[self.start..self.start + self.len]
     }
 
     /// The f32 values at a 4-aligned byte range.
     fn f32s(&self, bytes: Range<usize>) -> &[f32] {
-        debug_assert!(bytes.start.is_multiple_of(4) && bytes.end.is_multiple_of(4) && bytes.end <= self.len);
-        let words = &self.words[bytes.start / 4..bytes.end / 4];
-        // SAFETY: u32 and f32 have the same size and alignment, and every bit pattern is an f32.
-        unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<f32>(), words.len()) }
+        assert!(bytes.start.is_multiple_of(4) && bytes.end.is_multiple_of(4) && bytes.start <= bytes.end);
+        let bytes = &self.bytes()[bytes];
+        // SAFETY: the file starts 4-aligned and the range starts at a multiple of 4, so the
+        // pointer is aligned for f32; the slice covers exactly `len / 4` floats, and every bit
+        // pattern is an f32.
+        unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<f32>(), bytes.len() / 4) }
     }
 }
 

@@ -5,6 +5,7 @@ use super::cancel::CancelGuard;
 use super::guest::{CallError, Guest, describe};
 use super::wit::{GenerateOptions, Step, StopReason};
 use serde::Serialize;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -61,6 +62,8 @@ pub struct Job {
     pub timeout: Duration,
     pub events: UnboundedSender<Event>,
     pub cancel: CancelGuard,
+    /// Set once the terminal event was sent.
+    pub ended: AtomicBool,
 }
 
 impl Job {
@@ -73,9 +76,11 @@ impl Job {
     fn send(&self, event: Event) {
         match &event {
             Event::End { tokens_out, stop_reason, .. } => {
+                self.ended.store(true, Ordering::SeqCst);
                 crate::log::info(&format!("job ended: {stop_reason}, {tokens_out} tokens"), Some(&self.id));
             }
             Event::Error { code, message, .. } => {
+                self.ended.store(true, Ordering::SeqCst);
                 crate::log::info(&format!("job ended: {code}: {message}"), Some(&self.id));
             }
             _ => {}
@@ -83,14 +88,40 @@ impl Job {
         // A closed channel means the client left; the next `should_stop` notices.
         let _ = self.events.send(event);
     }
+
+    /// Ends a job that will not run, or not on, because the worker cannot run it; the client
+    /// may retry.
+    pub fn fail(&self, why: &str) {
+        self.send(Event::error("INFERENCE_FAILED", why, true));
+    }
 }
 
-/// A guest failure that leaves the instance unusable.
+impl Drop for Job {
+    /// A job never ends without its terminal event, whatever path dropped it.
+    fn drop(&mut self) {
+        if !self.ended.load(Ordering::SeqCst) {
+            self.fail("the worker stopped before the job could run");
+        }
+    }
+}
+
+/// A guest failure that leaves the instance unusable. The job's terminal event is left to the
+/// caller, which first marks the worker unhealthy so no client learns of the failure before
+/// `/health` does.
 pub struct Trapped(pub CallError);
 
-/// Runs `job` to its terminal event. `between_steps` runs between guest calls (the worker uses
-/// it to answer quick requests). Returns `Err` when the guest trapped and must be rebuilt.
-pub fn run(guest: &mut Guest, job: &Job, mut between_steps: impl FnMut(&mut Guest)) -> Result<(), Trapped> {
+/// Runs `job` to its terminal event. Its deadline is checked between guest calls, so a job past
+/// it ends with TIMEOUT and the instance stays; each call only has `call_limit`, past which the
+/// guest has run away and traps. `between_steps` runs between guest calls (the worker uses it
+/// to answer quick requests). Returns `Err` when the guest trapped and must be rebuilt; the job
+/// then still needs its terminal event.
+pub fn run(
+    guest: &mut Guest,
+    job: &Job,
+    call_limit: Duration,
+    mut between_steps: impl FnMut(&mut Guest),
+) -> Result<(), Trapped> {
+    let call_deadline = || Instant::now() + call_limit;
     if job.should_stop() {
         job.send(Event::error("CANCELLED", "cancelled before it started", false));
         return Ok(());
@@ -104,13 +135,13 @@ pub fn run(guest: &mut Guest, job: &Job, mut between_steps: impl FnMut(&mut Gues
         seed: job.options.sampling.seed,
         prompt_tokens: job.prompt.len() as u32,
     });
-    let generation = match guest.generate(&job.prompt, &job.options, deadline) {
+    let generation = match guest.generate(&job.prompt, &job.options, call_deadline()) {
         Ok(generation) => generation,
         Err(CallError::Refused(e)) => {
             job.send(Event::error("INVALID_REQUEST", describe(&e), false));
             return Ok(());
         }
-        Err(trap) => return Err(fail(job, trap)),
+        Err(trap) => return Err(Trapped(trap)),
     };
     let mut index = 0;
     let mut send_text = |text: String| {
@@ -129,7 +160,7 @@ pub fn run(guest: &mut Guest, job: &Job, mut between_steps: impl FnMut(&mut Gues
             break;
         }
         between_steps(guest);
-        match guest.next(generation, deadline) {
+        match guest.next(generation, call_deadline()) {
             Ok(Step::Prefill(_)) => {}
             Ok(Step::Token(token)) => send_text(token.text),
             Ok(Step::Finished(finish)) => {
@@ -146,19 +177,10 @@ pub fn run(guest: &mut Guest, job: &Job, mut between_steps: impl FnMut(&mut Gues
                 });
                 break;
             }
-            Err(trap) => return Err(fail(job, trap)),
+            Err(trap) => return Err(Trapped(trap)),
         }
     }
-    guest.finish(generation, deadline + Duration::from_secs(1)).map_err(Trapped)
-}
-
-/// Sends the terminal event for a guest failure.
-fn fail(job: &Job, error: CallError) -> Trapped {
-    match &error {
-        CallError::Trapped { timed_out: true, .. } => job.send(timeout_event(job.timeout)),
-        other => job.send(Event::error("INFERENCE_FAILED", other.to_string(), true)),
-    }
-    Trapped(error)
+    guest.finish(generation, call_deadline()).map_err(Trapped)
 }
 
 fn timeout_event(timeout: Duration) -> Event {

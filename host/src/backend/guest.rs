@@ -2,19 +2,15 @@
 //! component, each under a deadline.
 
 use super::Worker;
+use super::memory_limit::MemoryLimiter;
 use super::runtime::{EPOCH_TICK, Runtime};
-use super::vram_usage::MemoryLimiter;
 use super::wit::{Error as WitError, GenerateOptions, ModelInfo, Step, Tensor};
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 use wasmtime::component::{ResourceAny, ResourceTable};
 use wasmtime::{Store, Trap};
-use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
-
-/// Where the model's directory appears inside the guest.
-const GUEST_MODEL_DIR: &str = "/model";
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// The host-side state of one guest.
 pub struct GuestState {
@@ -34,7 +30,8 @@ impl WasiView for GuestState {
 pub enum CallError {
     /// The guest refused the input with an error value; the instance is fine.
     Refused(WitError),
-    /// The guest trapped (`timed_out` when its deadline passed); the instance is unusable.
+    /// The guest trapped (`timed_out` when a call ran past its time limit: a runaway); the
+    /// instance is unusable.
     Trapped { timed_out: bool, message: String },
 }
 
@@ -42,7 +39,9 @@ impl std::fmt::Display for CallError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             CallError::Refused(e) => write!(f, "{}", describe(e)),
-            CallError::Trapped { timed_out: true, .. } => write!(f, "the guest ran past its deadline"),
+            CallError::Trapped { timed_out: true, .. } => {
+                write!(f, "the guest ran away: a call ran past its time limit")
+            }
             CallError::Trapped { message, .. } => write!(f, "the guest trapped: {message}"),
         }
     }
@@ -76,26 +75,18 @@ pub struct Guest {
 }
 
 impl Guest {
-    /// Instantiates the component and loads `model_path`, whose directory the guest sees
-    /// read-only. `memory` receives the guest's memory size as it grows.
+    /// Instantiates the component and loads the model from `bytes` (`name` names it when the
+    /// file does not). The guest gets no filesystem. `memory` receives the guest's memory size
+    /// as it grows.
     pub fn load(
         runtime: &Runtime,
-        model_path: &Path,
+        name: &str,
+        bytes: &[u8],
         limits: &GuestLimits,
         memory: Arc<AtomicU64>,
     ) -> Result<Self, CallError> {
-        let trapped = |message: String| CallError::Trapped { timed_out: false, message };
-        let dir = model_path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let file = model_path
-            .file_name()
-            .and_then(|f| f.to_str())
-            .ok_or_else(|| trapped(format!("model path {} has no UTF-8 file name", model_path.display())))?;
-        let mut wasi = WasiCtx::builder();
-        wasi.inherit_stderr()
-            .preopened_dir(dir, GUEST_MODEL_DIR, FsPerms::ReadOnly)
-            .map_err(|e| trapped(format!("cannot open the model directory {}: {e}", dir.display())))?;
         let state = GuestState {
-            wasi: wasi.build(),
+            wasi: WasiCtx::builder().inherit_stderr().build(),
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(limits.memory_bytes as usize, memory),
         };
@@ -104,9 +95,9 @@ impl Guest {
         store.epoch_deadline_trap();
         set_deadline(&mut store, Instant::now() + limits.load_timeout);
         let worker = runtime.pre.instantiate(&mut store).map_err(|e| classify(&e))?;
-        let path = format!("{GUEST_MODEL_DIR}/{file}");
         let models = worker.llorch_gpt2_inference().model();
-        let model = models.call_open(&mut store, &path).map_err(|e| classify(&e))?.map_err(CallError::Refused)?;
+        let model =
+            models.call_from_bytes(&mut store, name, bytes).map_err(|e| classify(&e))?.map_err(CallError::Refused)?;
         let info = models.call_info(&mut store, model).map_err(|e| classify(&e))?;
         Ok(Guest { store, worker, model, info })
     }

@@ -7,11 +7,13 @@
 //! one inference slot: two would fight for the same cores.
 
 pub mod cancel;
+pub mod component_cache;
 pub mod execute;
 pub mod guest;
-pub mod is_healthy;
+pub mod health;
+pub mod memory_limit;
+pub mod model_file;
 pub mod runtime;
-pub mod vram_usage;
 
 wasmtime::component::bindgen!({ path: "../wit", world: "worker" });
 
@@ -21,26 +23,29 @@ use cancel::CancelRegistry;
 use crossbeam_channel::{Receiver, Sender};
 use execute::Job;
 use guest::{CallError, Guest, GuestLimits};
-use is_healthy::Health;
+use health::{Health, ThreadAlive};
+use model_file::ModelFile;
 use runtime::Runtime;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use wit::ModelInfo;
 
-/// Longest a quick request (tokenize, detokenize) may run inside the guest.
-const QUICK_DEADLINE: Duration = Duration::from_secs(10);
+/// Attempts at rebuilding a failed guest before the worker gives up.
+const REBUILD_ATTEMPTS: u32 = 3;
+/// Wait before the second attempt; doubled before each further one.
+const REBUILD_BACKOFF: Duration = Duration::from_millis(500);
 
 /// How the backend is set up.
-#[derive(Debug, Clone)]
 pub struct BackendConfig {
-    pub model_path: PathBuf,
-    pub cache_dir: PathBuf,
+    /// The model file, held open since start.
+    pub model: ModelFile,
     pub limits: GuestLimits,
     /// Jobs that may wait behind the running one.
     pub max_queue: usize,
+    /// Longest one guest call may run before the guest counts as runaway.
+    pub call_limit: Duration,
 }
 
 /// A request answered between generation steps.
@@ -72,22 +77,26 @@ pub struct Backend {
     pub info: ModelInfo,
     /// Current size of the guest's linear memory.
     pub memory: Arc<AtomicU64>,
+    /// Becomes Some(reason) when the guest cannot be rebuilt and the worker must exit.
+    pub failed: watch::Receiver<Option<String>>,
 }
 
 impl Backend {
-    /// Compiles (or loads from cache) the component, loads the model into a guest and starts
-    /// the inference thread. Fails with a one-line reason when the model cannot be loaded.
-    pub fn start(config: BackendConfig) -> anyhow::Result<Self> {
-        let runtime = Runtime::new(&config.cache_dir)?;
+    /// Loads the model from `bytes` (the file's contents at start) into a guest made from
+    /// `runtime` and starts the inference thread. Fails with a one-line reason when the model
+    /// cannot be loaded.
+    pub fn start(runtime: Arc<Runtime>, config: BackendConfig, bytes: Vec<u8>) -> anyhow::Result<Self> {
         let memory = Arc::new(AtomicU64::new(0));
-        let guest = Guest::load(&runtime, &config.model_path, &config.limits, memory.clone())
-            .map_err(|e| anyhow::anyhow!("cannot load model {}: {e}", config.model_path.display()))?;
+        let guest = Guest::load(&runtime, &config.model.stem, &bytes, &config.limits, memory.clone())
+            .map_err(|e| anyhow::anyhow!("cannot load the model: {e}"))?;
+        drop(bytes);
         let info = guest.info.clone();
         let (jobs, job_rx) = crossbeam_channel::unbounded();
         let in_flight = Arc::new(AtomicUsize::new(0));
         let max_queue = config.max_queue;
         let (quick, quick_rx) = crossbeam_channel::unbounded();
         let health = Arc::new(Health::default());
+        let (fail, failed) = watch::channel(None);
         let thread = InferenceThread {
             runtime,
             config,
@@ -95,6 +104,7 @@ impl Backend {
             health: health.clone(),
             memory: memory.clone(),
             in_flight: in_flight.clone(),
+            fail,
         };
         std::thread::Builder::new().name("inference".into()).spawn(move || thread.run(job_rx, quick_rx))?;
         Ok(Backend {
@@ -106,6 +116,7 @@ impl Backend {
             cancels: Arc::new(CancelRegistry::default()),
             info,
             memory,
+            failed,
         })
     }
 
@@ -115,8 +126,10 @@ impl Backend {
         self.in_flight
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < limit).then_some(n + 1))
             .map_err(|_| BackendError::Busy)?;
-        self.jobs.send(job).map_err(|_| {
+        self.jobs.send(job).map_err(|unsent| {
             self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            // The client is told by the error status; the job's stream is never read.
+            unsent.into_inner().ended.store(true, Ordering::SeqCst);
             BackendError::Down("the inference thread has stopped".into())
         })
     }
@@ -153,11 +166,14 @@ struct InferenceThread {
     health: Arc<Health>,
     memory: Arc<AtomicU64>,
     in_flight: Arc<AtomicUsize>,
+    fail: watch::Sender<Option<String>>,
 }
 
 impl InferenceThread {
     fn run(mut self, jobs: Receiver<Job>, quick: Receiver<Quick>) {
-        loop {
+        let health = self.health.clone();
+        let _alive = ThreadAlive(&health);
+        while self.guest.is_some() {
             crossbeam_channel::select! {
                 recv(jobs) -> job => match job {
                     Ok(job) => self.execute(job, &quick),
@@ -169,49 +185,77 @@ impl InferenceThread {
                 },
             }
         }
+        // The guest could not be rebuilt: end every queued job, then tell the server to exit.
+        let reason = self.health.is_healthy().err().unwrap_or_default();
+        for job in jobs.try_iter() {
+            job.fail(&reason);
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        }
+        let _ = self.fail.send(Some(reason));
     }
 
     fn execute(&mut self, job: Job, quick: &Receiver<Quick>) {
-        let guest = self.guest.as_mut().expect("a guest exists between jobs");
-        let outcome = execute::run(guest, &job, |guest| {
+        let guest = self.guest.as_mut().expect("jobs run only while a guest exists");
+        let outcome = execute::run(guest, &job, self.config.call_limit, |guest| {
             while let Ok(request) = quick.try_recv() {
                 // A trap here poisons the instance, so the job's next guest call fails too and
                 // the rebuild happens through the job's outcome.
-                let _ = answer_with(guest, request);
+                let _ = answer_with(guest, request, self.config.call_limit);
             }
         });
-        drop(job);
         if let Err(execute::Trapped(error)) = outcome {
-            self.rebuild(&error);
+            self.discard_guest(&error);
+            job.fail(&format!("{error}; the guest is being rebuilt"));
+            drop(job);
+            self.rebuild();
         }
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 
     fn answer(&mut self, request: Quick) {
-        let guest = self.guest.as_mut().expect("a guest exists between jobs");
-        if let Err(error) = answer_with(guest, request) {
-            self.rebuild(&error);
+        let guest = self.guest.as_mut().expect("requests are answered only while a guest exists");
+        if let Err(error) = answer_with(guest, request, self.config.call_limit) {
+            self.discard_guest(&error);
+            self.rebuild();
         }
     }
 
-    /// Replaces a trapped guest with a fresh instance and model, retrying until it loads.
-    fn rebuild(&mut self, error: &CallError) {
-        crate::log::error(&format!("guest failed, rebuilding it: {error}"), None);
-        self.guest = None;
+    /// Drops a trapped guest and marks the worker unhealthy until it is rebuilt.
+    fn discard_guest(&mut self, error: &CallError) {
         self.health.set_unavailable(format!("rebuilding the guest after a failure: {error}"));
-        let mut delay = Duration::from_millis(100);
-        loop {
-            match Guest::load(&self.runtime, &self.config.model_path, &self.config.limits, self.memory.clone()) {
+        self.guest = None;
+        crate::log::error(&format!("guest failed, rebuilding it: {error}"), None);
+    }
+
+    /// Makes a fresh guest from the bytes verified at start, trying a few times with backoff.
+    /// Leaves `guest` None when every attempt failed.
+    fn rebuild(&mut self) {
+        let mut delay = REBUILD_BACKOFF;
+        for attempt in 1..=REBUILD_ATTEMPTS {
+            let model = &self.config.model;
+            let loaded = model.reread().and_then(|bytes| {
+                Guest::load(&self.runtime, &model.stem, &bytes, &self.config.limits, self.memory.clone())
+                    .map_err(|e| anyhow::anyhow!("{e}"))
+            });
+            match loaded {
                 Ok(guest) => {
                     self.guest = Some(guest);
                     self.health.set_ready();
                     crate::log::info("guest rebuilt", None);
                     return;
                 }
-                Err(e) => {
-                    crate::log::error(&format!("rebuilding the guest failed, retrying: {e}"), None);
+                Err(e) if attempt < REBUILD_ATTEMPTS => {
+                    crate::log::error(
+                        &format!("rebuilding the guest failed (attempt {attempt} of {REBUILD_ATTEMPTS}): {e:#}"),
+                        None,
+                    );
                     std::thread::sleep(delay);
-                    delay = (delay * 2).min(Duration::from_secs(5));
+                    delay *= 2;
+                }
+                Err(e) => {
+                    let reason = format!("the guest could not be rebuilt after {REBUILD_ATTEMPTS} attempts: {e:#}");
+                    crate::log::error(&reason, None);
+                    self.health.set_unavailable(reason);
                 }
             }
         }
@@ -219,14 +263,13 @@ impl InferenceThread {
 }
 
 /// Answers one quick request; `Err` when the guest trapped.
-fn answer_with(guest: &mut Guest, request: Quick) -> Result<(), CallError> {
-    let deadline = Instant::now() + QUICK_DEADLINE;
+fn answer_with(guest: &mut Guest, request: Quick, call_limit: Duration) -> Result<(), CallError> {
+    let deadline = Instant::now() + call_limit;
     match request {
         Quick::Tokenize(text, reply) => reply_with(reply, guest.tokenize(&text, deadline)),
         Quick::Detokenize(tokens, reply) => reply_with(reply, guest.detokenize(&tokens, deadline)),
     }
 }
-
 /// Sends a guest call's result; a trap is returned to the caller after replying.
 fn reply_with<T>(
     reply: oneshot::Sender<Result<T, BackendError>>,

@@ -1,10 +1,10 @@
 //! The wasmtime engine, the compiled guest component (cached on disk) and the epoch ticker.
 
+use super::component_cache::ComponentCache;
 use super::guest::GuestState;
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::component::{Component, Linker};
@@ -23,9 +23,9 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Builds the engine, loads the compiled component from `cache_dir` (compiling and storing
-    /// it on a miss) and starts the epoch ticker.
-    pub fn new(cache_dir: &Path) -> Result<Arc<Self>> {
+    /// Builds the engine, loads the compiled component from `cache` (compiling and storing it
+    /// on a miss) and starts the epoch ticker.
+    pub fn new(cache: Option<&ComponentCache>) -> Result<Arc<Self>> {
         let mut config = Config::new();
         // Every guest call does bounded work (a token or a chunk of the prompt), yet a guest that
         // runs away must still be stopped: epoch checks on loop back-edges make the deadline
@@ -36,7 +36,7 @@ impl Runtime {
         // The guest uses plain SIMD128 only; relaxed SIMD would make results machine-dependent.
         config.wasm_relaxed_simd(false);
         let engine = Engine::new(&config)?;
-        let component = load_or_compile(&engine, cache_dir)?;
+        let component = load_or_compile(&engine, cache)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         let pre = super::WorkerPre::new(linker.instantiate_pre(&component)?)?;
@@ -52,33 +52,35 @@ impl Runtime {
     }
 }
 
-/// The cache file for this guest build and engine: a hash of the component's bytes and of the
+/// The cache key of this guest build and engine: a hash of the component's bytes and of the
 /// engine's compatibility settings, so a new build never picks up a stale artifact.
-fn cache_path(engine: &Engine, cache_dir: &Path) -> PathBuf {
+fn cache_key(engine: &Engine) -> String {
     let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut engine_hash);
     let mut hash = Sha256::new();
     hash.update(GUEST_WASM);
     hash.update(engine_hash.finish().to_le_bytes());
-    let digest = hash.finalize();
-    let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
-    cache_dir.join(format!("llorch-guest-{hex}.cwasm"))
+    hash.finalize().iter().take(12).map(|b| format!("{b:02x}")).collect()
 }
 
-/// Deserializes the cached compiled component, or compiles and caches it.
-fn load_or_compile(engine: &Engine, cache_dir: &Path) -> Result<Component> {
-    let path = cache_path(engine, cache_dir);
-    if path.exists() {
-        // SAFETY: the file was written by `precompile_component` below into the cache
-        // directory the operator chose; wasmtime still checks that it matches this engine.
-        match unsafe { Component::deserialize_file(engine, &path) } {
-            Ok(component) => {
-                crate::log::info(&format!("loaded the compiled component from {}", path.display()), None);
-                return Ok(component);
-            }
-            Err(e) => {
-                crate::log::warn(&format!("recompiling: cached component {} unusable: {e}", path.display()), None)
-            }
+/// Loads the compiled component from the cache, or compiles it and stores it there.
+fn load_or_compile(engine: &Engine, cache: Option<&ComponentCache>) -> Result<Component> {
+    let key = cache_key(engine);
+    if let Some(cache) = cache {
+        match cache.read(&key) {
+            // SAFETY: the bytes come from a file in a directory only this user can write, owned
+            // by this user and writable by nobody else, written by `precompile_component`
+            // below; wasmtime still checks that they match this engine.
+            Ok(Some(bytes)) => match unsafe { Component::deserialize(engine, &bytes) } {
+                Ok(component) => {
+                    let path = cache.path(&key);
+                    crate::log::info(&format!("loaded the compiled component from {}", path.display()), None);
+                    return Ok(component);
+                }
+                Err(e) => crate::log::warn(&format!("recompiling: the cached component is unusable: {e}"), None),
+            },
+            Ok(None) => {}
+            Err(e) => crate::log::warn(&format!("recompiling: {e:#}"), None),
         }
     }
     let started = std::time::Instant::now();
@@ -86,19 +88,18 @@ fn load_or_compile(engine: &Engine, cache_dir: &Path) -> Result<Component> {
         .precompile_component(GUEST_WASM)
         .map_err(anyhow::Error::from)
         .context("compiling the guest component")?;
-    crate::log::info(
-        &format!(
-            "compiled the component in {:.1} s, caching it at {}",
-            started.elapsed().as_secs_f64(),
-            path.display()
+    let seconds = started.elapsed().as_secs_f64();
+    match cache.map(|cache| cache.write(&key, &compiled)) {
+        Some(Ok(path)) => crate::log::info(
+            &format!("compiled the component in {seconds:.1} s, cached it at {}", path.display()),
+            None,
         ),
-        None,
-    );
-    std::fs::create_dir_all(cache_dir).with_context(|| format!("creating cache directory {}", cache_dir.display()))?;
-    // Write under a unique name then rename, so concurrent workers never read half a file.
-    let partial = path.with_extension(format!("partial-{}", std::process::id()));
-    std::fs::write(&partial, &compiled).with_context(|| format!("writing {}", partial.display()))?;
-    std::fs::rename(&partial, &path).with_context(|| format!("renaming to {}", path.display()))?;
+        Some(Err(e)) => crate::log::warn(&format!("compiled the component in {seconds:.1} s; not cached: {e:#}"), None),
+        None => crate::log::warn(
+            &format!("compiled the component in {seconds:.1} s; not cached: no --cache-dir, XDG_CACHE_HOME or HOME"),
+            None,
+        ),
+    }
     // SAFETY: the bytes were just produced by this engine.
     Ok(unsafe { Component::deserialize(engine, &compiled) }?)
 }

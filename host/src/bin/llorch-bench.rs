@@ -4,7 +4,9 @@
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand, ValueEnum};
+use llorch_cpud::backend::component_cache::ComponentCache;
 use llorch_cpud::backend::guest::{Guest, GuestLimits};
+use llorch_cpud::backend::model_file::ModelFile;
 use llorch_cpud::backend::runtime::Runtime;
 use llorch_cpud::backend::wit::{self, Step};
 use llorch_cpud::gguf_writer::WeightType;
@@ -243,14 +245,18 @@ fn measure(
     let memory = Arc::new(AtomicU64::new(0));
     match engine {
         Engine::Wasm => {
-            let runtime = Runtime::new(cache_dir)?;
+            let cache = ComponentCache::open(cache_dir)?;
+            let runtime = Runtime::new(Some(&cache))?;
             let limits = GuestLimits { memory_bytes: 4 << 30, load_timeout: Duration::from_secs(600) };
             let mut guest = None;
             for _ in 0..runs {
                 // The previous guest goes first, so peak memory counts one model.
                 drop(guest.take());
                 let started = Instant::now();
-                guest = Some(Guest::load(&runtime, model, &limits, memory.clone()).map_err(|e| anyhow!("{e}"))?);
+                // As the worker starts: read and hash the file, then load it into a guest.
+                let (file, bytes) = ModelFile::open(model, limits.memory_bytes)?;
+                let loaded = Guest::load(&runtime, &file.stem, &bytes, &limits, memory.clone());
+                guest = Some(loaded.map_err(|e| anyhow!("{e}"))?);
                 load.push(started.elapsed().as_secs_f64());
             }
             let guest = guest.as_mut().ok_or_else(|| anyhow!("--runs must be at least 1"))?;

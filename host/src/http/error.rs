@@ -29,6 +29,8 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     /// 413: the body is over the limit.
     TooLarge(usize),
+    /// 408: the body did not arrive in time; the connection is closed.
+    Timeout(std::time::Duration),
     /// 409: a job with this id is already queued or running.
     Conflict(String),
     /// 503: busy past the queue (with Retry-After) or unable to serve.
@@ -62,6 +64,15 @@ impl IntoResponse for ApiError {
                 "PAYLOAD_TOO_LARGE",
                 format!("the request body is larger than {limit} bytes"),
             ),
+            ApiError::Timeout(limit) => {
+                let mut response = simple(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "REQUEST_TIMEOUT",
+                    format!("the request body did not arrive within {} s", limit.as_secs_f64()),
+                );
+                response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+                response
+            }
             ApiError::Conflict(message) => simple(StatusCode::CONFLICT, "CONFLICT", message),
             ApiError::Unavailable { message, retry_after_sec } => {
                 let mut response = simple(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", message);

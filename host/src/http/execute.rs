@@ -5,15 +5,17 @@ use super::body::json_body;
 use super::error::{ApiError, FieldError};
 use super::validation::{ExecuteRequest, ValidRequest};
 use crate::backend::BackendError;
+use crate::backend::cancel::RegisterError;
 use crate::backend::execute::{Event, Job};
 use crate::backend::wit::{GenerateOptions, Sampling};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::response::sse::{Event as SseEvent, Sse};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
@@ -21,18 +23,21 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 const RETRY_AFTER_SEC: u32 = 1;
 
 pub async fn execute(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let shutting_down =
+        || ApiError::Unavailable { message: "the worker is shutting down".into(), retry_after_sec: None };
     if state.is_shutting_down() {
-        return Err(ApiError::Unavailable { message: "the worker is shutting down".into(), retry_after_sec: None });
+        return Err(shutting_down());
     }
     let backend = &state.backend;
-    let request: ExecuteRequest = json_body(&headers, body, state.max_body_bytes).await?;
+    let request: ExecuteRequest = json_body(&headers, body, &state.limits).await?;
     let request = request.validate(backend.info.vocab_size).map_err(ApiError::Invalid)?;
     let prompt = backend.tokenize(request.prompt.clone()).await.map_err(unavailable)?;
     check_context(&request, prompt.len(), backend.info.context_length)?;
-    let cancel = backend
-        .cancels
-        .register(&request.job_id)
-        .ok_or_else(|| ApiError::Conflict(format!("job {} is already queued or running", request.job_id)))?;
+    // Registering is refused once the shutdown began, however long tokenizing took.
+    let cancel = backend.cancels.register(&request.job_id).map_err(|e| match e {
+        RegisterError::Closed => shutting_down(),
+        RegisterError::Duplicate => ApiError::Conflict(format!("job {} is already queued or running", request.job_id)),
+    })?;
     let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
     let seed = request.seed.unwrap_or_else(random_seed);
     let job = Job {
@@ -50,9 +55,10 @@ pub async fn execute(State(state): State<Arc<AppState>>, headers: HeaderMap, bod
             },
             stop: request.stop.clone(),
         },
-        timeout: state.inference_timeout,
+        timeout: state.limits.inference_timeout,
         events,
         cancel,
+        ended: AtomicBool::new(false),
     };
     backend.submit(job).map_err(unavailable)?;
     crate::log::info("job queued", Some(&request.job_id));
@@ -60,7 +66,10 @@ pub async fn execute(State(state): State<Arc<AppState>>, headers: HeaderMap, bod
         let data = serde_json::to_string(&event).expect("events serialize");
         Ok::<_, Infallible>(SseEvent::default().event(event.name()).data(data))
     });
-    Ok(Sse::new(stream).into_response())
+    // Comments on a quiet stream (a long prefill, a wait in the queue) keep proxies from
+    // cutting it; clients skip them.
+    let keep_alive = KeepAlive::new().interval(state.limits.sse_keepalive).text("keep-alive");
+    Ok(Sse::new(stream).keep_alive(keep_alive).into_response())
 }
 
 /// 400 when the prompt's tokens plus `max_tokens` exceed the context.

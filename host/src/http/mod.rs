@@ -11,45 +11,50 @@ use crate::backend::Backend;
 use axum::Router;
 use axum::routing::{get, post};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::Notify;
+
+/// Limits on requests and streams.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestLimits {
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// Time a client has to send a request's body once its headers arrived.
+    pub body_timeout: Duration,
+    /// Wall-clock limit of one job.
+    pub inference_timeout: Duration,
+    /// Interval of SSE keep-alive comments on a quiet stream.
+    pub sse_keepalive: Duration,
+}
 
 /// What every handler shares.
 pub struct AppState {
     pub backend: Backend,
-    /// Largest request body accepted.
-    pub max_body_bytes: usize,
-    /// Wall-clock limit of one job.
-    pub inference_timeout: Duration,
-    shutting_down: AtomicBool,
+    pub limits: RequestLimits,
     /// Woken when a shutdown is requested.
     pub shutdown_requested: Notify,
 }
 
 impl AppState {
-    pub fn new(backend: Backend, max_body_bytes: usize, inference_timeout: Duration) -> Arc<Self> {
-        Arc::new(AppState {
-            backend,
-            max_body_bytes,
-            inference_timeout,
-            shutting_down: AtomicBool::new(false),
-            shutdown_requested: Notify::new(),
-        })
+    pub fn new(backend: Backend, limits: RequestLimits) -> Arc<Self> {
+        Arc::new(AppState { backend, limits, shutdown_requested: Notify::new() })
     }
 
-    /// Stops taking new jobs and wakes whoever waits for the shutdown.
-    pub fn begin_shutdown(&self) {
-        if !self.shutting_down.swap(true, Ordering::SeqCst) {
-            crate::log::info("shutting down: refusing new jobs, finishing the running ones", None);
+    /// Stops taking new jobs and wakes whoever waits for the shutdown. Returns the number of
+    /// jobs (queued or running) that will still finish.
+    pub fn begin_shutdown(&self) -> usize {
+        let (first, active) = self.backend.cancels.close();
+        if first {
+            crate::log::info(&format!("shutting down: refusing new jobs, finishing {active} active"), None);
         }
         // `notify_one` keeps a permit, so a waiter that arrives later still wakes.
         self.shutdown_requested.notify_one();
+        active
     }
 
     /// True once a shutdown began.
     pub fn is_shutting_down(&self) -> bool {
-        self.shutting_down.load(Ordering::SeqCst)
+        self.backend.cancels.is_closed()
     }
 }
 

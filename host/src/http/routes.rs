@@ -17,26 +17,33 @@ use std::sync::atomic::Ordering;
 
 /// Most token ids `/detokenize` takes.
 const MAX_DETOKENIZE_TOKENS: usize = 32768;
+/// Most out-of-range ids listed one by one; the rest are counted in one more entry.
+const MAX_LISTED_ERRORS: usize = 16;
 
+/// 200 `healthy` when the worker takes jobs; 503 `unhealthy` with a `reason` while a failed
+/// guest is rebuilt or after it could not be, and 503 `draining` once a shutdown began.
 pub async fn health(State(state): State<Arc<AppState>>) -> Response {
     let backend = &state.backend;
     let memory_bytes = backend.memory.load(Ordering::Relaxed);
     let health = backend.health.is_healthy();
+    let status = match (&health, state.is_shutting_down()) {
+        (Err(_), _) => "unhealthy",
+        (Ok(()), true) => "draining",
+        (Ok(()), false) => "healthy",
+    };
     let mut body = json!({
-        "status": if health.is_ok() { "healthy" } else { "unhealthy" },
+        "status": status,
         "model_loaded": health.is_ok(),
         "vram_bytes": 0,
         "memory_type": "cpu",
         "memory_bytes": memory_bytes,
         "model": backend.info.name,
     });
-    match health {
-        Ok(()) => Json(body).into_response(),
-        Err(reason) => {
-            body["reason"] = json!(reason);
-            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
-        }
+    if let Err(reason) = health {
+        body["reason"] = json!(reason);
     }
+    let code = if status == "healthy" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, Json(body)).into_response()
 }
 
 #[derive(Deserialize)]
@@ -49,7 +56,7 @@ pub async fn cancel_by_body(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let request: CancelRequest = json_body(&headers, body, state.max_body_bytes).await?;
+    let request: CancelRequest = json_body(&headers, body, &state.limits).await?;
     Ok(cancel(&state, &request.job_id))
 }
 
@@ -70,9 +77,11 @@ fn cancel(state: &AppState, job_id: &str) -> Response {
         .into_response()
 }
 
+/// 202 with the number of jobs that were queued or running when new ones stopped being taken:
+/// those finish, no others.
 pub async fn shutdown(State(state): State<Arc<AppState>>) -> Response {
-    state.begin_shutdown();
-    (StatusCode::ACCEPTED, Json(json!({ "status": "shutting_down" }))).into_response()
+    let active = state.begin_shutdown();
+    (StatusCode::ACCEPTED, Json(json!({ "status": "shutting_down", "active_jobs": active }))).into_response()
 }
 
 #[derive(Deserialize)]
@@ -85,7 +94,7 @@ pub async fn tokenize(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let request: TokenizeRequest = json_body(&headers, body, state.max_body_bytes).await?;
+    let request: TokenizeRequest = json_body(&headers, body, &state.limits).await?;
     let chars = request.text.chars().count();
     if chars > MAX_PROMPT_CHARS {
         return Err(ApiError::Invalid(vec![FieldError {
@@ -109,20 +118,29 @@ pub async fn detokenize(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let request: DetokenizeRequest = json_body(&headers, body, state.max_body_bytes).await?;
+    let request: DetokenizeRequest = json_body(&headers, body, &state.limits).await?;
     let vocab = state.backend.info.vocab_size;
-    let mut errors: Vec<FieldError> = request
-        .tokens
+    let out_of_range: Vec<(usize, u32)> =
+        request.tokens.iter().copied().enumerate().filter(|&(_, id)| id >= vocab).collect();
+    let mut errors: Vec<FieldError> = out_of_range
         .iter()
-        .enumerate()
-        .filter(|&(_, &id)| id >= vocab)
-        .map(|(i, id)| FieldError {
+        .take(MAX_LISTED_ERRORS)
+        .map(|&(i, id)| FieldError {
             field: format!("tokens[{i}]"),
             constraint: format!("range(0..{vocab})"),
             message: format!("token id {id} is outside the vocabulary of {vocab}"),
             value: Some(id.to_string()),
         })
         .collect();
+    if out_of_range.len() > MAX_LISTED_ERRORS {
+        let more = out_of_range.len() - MAX_LISTED_ERRORS;
+        errors.push(FieldError {
+            field: "tokens".into(),
+            constraint: format!("range(0..{vocab})"),
+            message: format!("{more} more token ids are outside the vocabulary of {vocab}"),
+            value: None,
+        });
+    }
     if request.tokens.len() > MAX_DETOKENIZE_TOKENS {
         errors.push(FieldError {
             field: "tokens".into(),

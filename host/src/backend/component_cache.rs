@@ -1,0 +1,178 @@
+//! The on-disk cache of the compiled component. Loading it runs its native code, so it lives
+//! only in a directory this user owns and nobody else can write, each file is checked the same
+//! way through the handle it is read from, files are written whole (temp file, then rename),
+//! and entries of other builds are removed.
+
+use anyhow::{Context, Result, bail};
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// Name prefix and suffix of a cache entry.
+const PREFIX: &str = "llorch-guest-";
+const SUFFIX: &str = ".cwasm";
+/// A temp file older than this was left by a writer that died.
+const STALE_PARTIAL: Duration = Duration::from_secs(3600);
+
+/// A private directory of compiled components.
+#[derive(Debug)]
+pub struct ComponentCache {
+    dir: PathBuf,
+}
+
+/// Why `path` may not be trusted: another owner, or write access for group or others.
+fn untrusted(path: &Path, metadata: &std::fs::Metadata) -> Option<String> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if metadata.uid() != me {
+        return Some(format!("{} belongs to uid {}, not to this user (uid {me})", path.display(), metadata.uid()));
+    }
+    let mode = metadata.mode() & 0o777;
+    if mode & 0o022 != 0 {
+        return Some(format!(
+            "{} can be written by group or others (mode {mode:03o}); make it private with chmod 700",
+            path.display()
+        ));
+    }
+    None
+}
+
+impl ComponentCache {
+    /// Opens `dir`, creating it (and missing parents) with mode 0700; refuses a directory that
+    /// another user owns or that group or others can write.
+    pub fn open(dir: &Path) -> Result<Self> {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create cache directory {}", dir.display()))?;
+        let metadata =
+            std::fs::metadata(dir).with_context(|| format!("cannot read cache directory {}", dir.display()))?;
+        if !metadata.is_dir() {
+            bail!("cache directory {} is not a directory", dir.display());
+        }
+        if let Some(why) = untrusted(dir, &metadata) {
+            bail!("refusing cache directory: {why}");
+        }
+        Ok(ComponentCache { dir: dir.to_path_buf() })
+    }
+
+    /// The path of the entry for `key`.
+    pub fn path(&self, key: &str) -> PathBuf {
+        self.dir.join(format!("{PREFIX}{key}{SUFFIX}"))
+    }
+
+    /// The bytes of the entry for `key`; None when there is none. An entry that is a link,
+    /// belongs to another user or can be written by others is refused.
+    pub fn read(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let path = self.path(key);
+        let mut file = match OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("cannot open {}", path.display())),
+        };
+        let metadata = file.metadata()?;
+        if !metadata.is_file() {
+            bail!("{} is not a regular file", path.display());
+        }
+        if let Some(why) = untrusted(&path, &metadata) {
+            bail!("refusing cached component: {why}");
+        }
+        let mut bytes = Vec::with_capacity(metadata.len() as usize);
+        file.read_to_end(&mut bytes).with_context(|| format!("cannot read {}", path.display()))?;
+        Ok(Some(bytes))
+    }
+
+    /// Stores `bytes` as the entry for `key`: written to a private temp file, synced, then
+    /// renamed into place, so a reader sees the whole file or none. Then removes the entries of
+    /// other builds and temp files left by writers that died.
+    pub fn write(&self, key: &str, bytes: &[u8]) -> Result<PathBuf> {
+        let path = self.path(key);
+        let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let partial = self.dir.join(format!(".{PREFIX}{key}.{}.{nanos}.partial", std::process::id()));
+        let written = (|| -> std::io::Result<()> {
+            let mut file: File = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&partial)?;
+            file.write_all(bytes)?;
+            file.sync_all()?;
+            std::fs::rename(&partial, &path)
+        })();
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&partial);
+            return Err(e).with_context(|| format!("cannot write {}", path.display()));
+        }
+        self.remove_stale(&path);
+        Ok(path)
+    }
+
+    /// Removes every other entry and every temp file older than an hour.
+    fn remove_stale(&self, keep: &Path) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let other_entry = name.starts_with(PREFIX) && name.ends_with(SUFFIX) && path != keep;
+            let dead_partial = name.starts_with(&format!(".{PREFIX}"))
+                && name.ends_with(".partial")
+                && entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t.elapsed().unwrap_or_default() > STALE_PARTIAL);
+            if other_entry || dead_partial {
+                match std::fs::remove_file(&path) {
+                    Ok(()) => crate::log::info(&format!("removed stale cache entry {}", path.display()), None),
+                    Err(e) => crate::log::warn(&format!("cannot remove stale {}: {e}", path.display()), None),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("llorch-cache-test-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn creates_a_private_directory_and_round_trips_entries() {
+        let dir = scratch("roundtrip").join("nested");
+        let cache = ComponentCache::open(&dir).unwrap();
+        assert_eq!(std::fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
+        assert_eq!(cache.read("a").unwrap(), None);
+        cache.write("a", b"first").unwrap();
+        assert_eq!(cache.read("a").unwrap().as_deref(), Some(&b"first"[..]));
+        assert_eq!(std::fs::metadata(cache.path("a")).unwrap().mode() & 0o777, 0o600);
+        // A new build's entry replaces the old one; nothing else is left behind.
+        cache.write("b", b"second").unwrap();
+        let names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, [std::ffi::OsString::from("llorch-guest-b.cwasm")]);
+        std::fs::remove_dir_all(dir.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn refuses_directories_and_entries_others_can_write() {
+        let dir = scratch("shared");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let error = ComponentCache::open(&dir).unwrap_err().to_string();
+        assert!(error.contains("can be written by group or others (mode 777)"), "{error}");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let cache = ComponentCache::open(&dir).unwrap();
+        cache.write("k", b"code").unwrap();
+        std::fs::set_permissions(cache.path("k"), std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(cache.read("k").unwrap_err().to_string().contains("refusing cached component"));
+        // A link in place of an entry is not followed.
+        std::fs::remove_file(cache.path("k")).unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", cache.path("k")).unwrap();
+        assert!(cache.read("k").is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
