@@ -3,35 +3,49 @@
 //! concatenation equal to the detokenized output.
 
 use crate::support::component::{deadline, generate_all, load};
+use crate::support::reference::{self, Prompt};
 use crate::support::worker::{Worker, terminal, text_of};
 use crate::support::{kjv, tiny};
 use llorch_cpud::backend::wit::{GenerateOptions, Sampling};
 use serde_json::json;
 
+/// The reference prompt that starts with `text`, from `file` of the bundled model's folder.
+fn reference_prompt(file: &str, text: &str) -> Prompt {
+    reference::prompts("kjv-fortunes-18m", file).into_iter().find(|p| p.text.starts_with(text)).unwrap()
+}
+
 #[test]
 fn a_stop_string_spanning_tokens_ends_generation_and_is_never_sent() {
     let worker = Worker::start(&["--model", kjv().to_str().unwrap()]);
-    // Greedy continues " Go, and say unto the children of Israel, Thus saith ..." where ", Thus"
-    // is two tokens.
-    let events = worker.execute(&json!({"job_id": "stop", "prompt": "And the LORD said unto Moses,",
+    // The reference greedy text goes on " Go, and say unto the children of Israel, Thus saith
+    // ...", where ", Thus" is two tokens.
+    let prompt = reference_prompt("reference.json", "And the LORD said unto Moses");
+    let (before, _) = prompt.greedy_text.split_once(", Thus").expect("the reference text holds the stop string");
+    let events = worker.execute(&json!({"job_id": "stop", "prompt": prompt.text,
         "max_tokens": 20, "temperature": 0, "stop": ["never appears", ", Thus"]}));
     let end = terminal(&events);
     assert_eq!(end.data["stop_reason"], "STOP_SEQUENCE");
     assert_eq!(end.data["stop_sequence_matched"], ", Thus");
-    assert_eq!(text_of(&events), " Go, and say unto the children of Israel");
+    assert_eq!(text_of(&events), before);
     assert!(events.iter().all(|e| !e.data["t"].as_str().unwrap_or("").contains("Thus")));
-    assert_eq!(end.data["tokens_out"], 11, "the tokens up to the one completing the stop string");
+    // The tokens up to the one completing the stop string: `Thus` is id 6660.
+    let through_stop = prompt.greedy_ids.iter().position(|&id| id == 6660).unwrap() + 1;
+    assert_eq!(end.data["tokens_out"], through_stop);
 }
 
 #[test]
 fn eos_ends_generation() {
-    let worker = Worker::start(&["--model", kjv().to_str().unwrap()]);
-    let events = worker.execute(&json!({"job_id": "eos", "prompt": "A fool and his money are soon parted.",
-        "max_tokens": 100, "temperature": 0}));
+    // The Q8_0 file's reference greedy output reaches the end-of-text token.
+    let model = crate::support::model_file("kjv-fortunes-18m/model-q8_0.gguf");
+    let worker = Worker::start(&["--model", model.to_str().unwrap()]);
+    let prompt = reference_prompt("reference-q8_0.json", "A computer is");
+    let eos = prompt.greedy_ids.iter().position(|&id| id == 50256).expect("the reference reaches EOS");
+    let (before_eos, _) = prompt.greedy_text.split_once("The only thing").unwrap();
+    let events = worker.execute(&json!({"job_id": "eos", "prompt": prompt.text, "max_tokens": 100, "temperature": 0}));
     let end = terminal(&events);
     assert_eq!(end.data["stop_reason"], "EOS");
-    assert!(end.data["tokens_out"].as_u64().unwrap() < 100);
-    assert_eq!(text_of(&events), "\n\t\t-- Ambrose Bierce, \"The Devil's Dictionary\"");
+    assert_eq!(end.data["tokens_out"], eos, "the tokens before the end-of-text token");
+    assert_eq!(text_of(&events), before_eos);
 }
 
 #[test]

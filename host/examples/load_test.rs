@@ -1,10 +1,13 @@
 //! Load test: concurrent clients send `/execute` jobs to a running worker for a fixed time and
 //! the run reports how many completed, were rejected (503) or failed, and latency percentiles.
+//! Every job id sent must come back with exactly one final answer (an `end` or `error` event
+//! naming the job's stream, or a 503); an id without one is counted as lost.
 //!
 //! `cargo run -p llorch-cpud --example load_test -- --url http://127.0.0.1:8080 --clients 8 --seconds 30`
 
 use clap::Parser;
 use serde_json::{Value, json};
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -47,6 +50,7 @@ fn run_job(client: &reqwest::blocking::Client, args: &Args, id: &str) -> Outcome
         status => return Outcome::Failed(format!("status {status}")),
     }
     let mut first_token = None;
+    let mut started_as = None;
     for line in BufReader::new(response).lines() {
         let Ok(line) = line else { return Outcome::Failed("stream broke".into()) };
         let Some(data) = line.strip_prefix("data: ") else { continue };
@@ -54,6 +58,10 @@ fn run_job(client: &reqwest::blocking::Client, args: &Args, id: &str) -> Outcome
             return Outcome::Failed(format!("bad event {data}"));
         };
         match event["type"].as_str() {
+            Some("started") => started_as = event["job_id"].as_str().map(str::to_string),
+            _ if started_as.as_deref() != Some(id) => {
+                return Outcome::Failed(format!("the stream of {id} started as {started_as:?}"));
+            }
             Some("token") if first_token.is_none() => first_token = Some(started.elapsed()),
             Some("end") => {
                 let tokens = event["tokens_out"].as_u64().unwrap_or(0);
@@ -87,7 +95,7 @@ fn main() {
     let args = Arc::new(Args::parse());
     wait_until_healthy(&args.url);
     let outcomes = Arc::new(Mutex::new(Vec::new()));
-    let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let sent = Arc::new(Mutex::new(BTreeSet::new()));
     let stop_at = Instant::now() + Duration::from_secs(args.seconds);
     let started = Instant::now();
     let clients: Vec<_> = (0..args.clients)
@@ -97,27 +105,31 @@ fn main() {
                 let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(600)).build().unwrap();
                 let mut n = 0;
                 while Instant::now() < stop_at {
-                    sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    let outcome = run_job(&client, &args, &format!("load-{c}-{n}"));
+                    let id = format!("load-{c}-{n}");
+                    sent.lock().unwrap().insert(id.clone());
+                    let outcome = run_job(&client, &args, &id);
                     if matches!(outcome, Outcome::Rejected) {
                         // The worker said Retry-After: 1.
                         std::thread::sleep(Duration::from_millis(200));
                     }
-                    outcomes.lock().unwrap().push(outcome);
+                    outcomes.lock().unwrap().push((id, outcome));
                     n += 1;
                 }
             })
         })
         .collect();
+    let mut crashed = 0;
     for client in clients {
-        client.join().unwrap();
+        crashed += usize::from(client.join().is_err());
     }
     let elapsed = started.elapsed();
     let outcomes = outcomes.lock().unwrap();
     let mut latencies = Vec::new();
     let mut first_tokens = Vec::new();
     let (mut rejected, mut tokens, mut failures) = (0, 0, Vec::new());
-    for outcome in outcomes.iter() {
+    let mut answered = BTreeSet::new();
+    for (id, outcome) in outcomes.iter() {
+        answered.insert(id.clone());
         match outcome {
             Outcome::Completed { latency, first_token, tokens: t } => {
                 latencies.push(*latency);
@@ -130,7 +142,8 @@ fn main() {
     }
     latencies.sort();
     first_tokens.sort();
-    let sent = sent.load(std::sync::atomic::Ordering::SeqCst);
+    let sent = sent.lock().unwrap();
+    let lost: Vec<&String> = sent.difference(&answered).collect();
     println!(
         "{} clients for {} s against {} ({:.1} s with the drain)",
         args.clients,
@@ -139,10 +152,11 @@ fn main() {
         elapsed.as_secs_f64()
     );
     println!(
-        "sent {sent}: completed {}, rejected (503) {rejected}, failed {}, lost {}",
+        "sent {}: completed {}, rejected (503) {rejected}, failed {}, lost {} (client threads crashed: {crashed})",
+        sent.len(),
         latencies.len(),
         failures.len(),
-        sent - outcomes.len()
+        lost.len()
     );
     println!(
         "latency p50 {:?}, p90 {:?}, p99 {:?}, max {:?}",
@@ -156,7 +170,10 @@ fn main() {
     for why in failures.iter().take(5) {
         println!("failure: {why}");
     }
-    if !failures.is_empty() || sent != outcomes.len() {
+    for id in lost.iter().take(5) {
+        println!("lost: {id}");
+    }
+    if !failures.is_empty() || !lost.is_empty() || crashed > 0 || answered.len() != outcomes.len() {
         std::process::exit(1);
     }
 }
