@@ -29,3 +29,4 @@ mod checkpoint_23_bench;
 mod checkpoint_24_readme_command;
 mod checkpoint_25_component_cache;
 mod checkpoint_26_flags;
+mod checkpoint_27_operations;

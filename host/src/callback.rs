@@ -45,7 +45,7 @@ pub async fn send_ready(url: &str, ready: &Ready<'_>, give_up_after: Duration) -
         if Instant::now() + delay > give_up {
             return Err(format!("ready callback to {url} {failure}; gave up after {} s", give_up_after.as_secs_f64()));
         }
-        crate::log::warn(&format!("ready callback to {url} {failure}; retrying in {delay:?}"), None);
+        tracing::warn!("ready callback to {url} {failure}; retrying in {delay:?}");
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(5));
     }

@@ -8,5 +8,6 @@ pub mod cli;
 pub mod gguf_writer;
 pub mod http;
 pub mod log;
+pub mod metrics;
 pub mod server;
 pub mod synthetic;

@@ -7,18 +7,18 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    llorch_cpud::log::set_worker_id(&args.worker_id);
+    let _flush_logs_at_exit = llorch_cpud::log::init(&args.worker_id);
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
-            llorch_cpud::log::error(&format!("cannot start the async runtime: {e}"), None);
+            tracing::error!("cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(llorch_cpud::server::run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            llorch_cpud::log::error(&format!("{e:#}"), None);
+            tracing::error!("{e:#}");
             ExitCode::FAILURE
         }
     }

@@ -19,7 +19,7 @@ const LOAD_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Runs the worker until it is shut down, or until its guest fails for good (then `Err`).
 pub async fn run(args: Args) -> Result<()> {
-    crate::log::info(&format!("starting; model {}", args.model.display()), None);
+    tracing::info!("starting; model {}", args.model.display());
     let cache = args.cache_dir().map(|dir| ComponentCache::open(&dir)).transpose()?;
     let file_bytes = std::fs::metadata(&args.model)
         .with_context(|| format!("cannot read model file {}", args.model.display()))?
@@ -35,22 +35,19 @@ pub async fn run(args: Args) -> Result<()> {
     })
     .await??;
     let info = &backend.info;
-    crate::log::info(
-        &format!(
-            "model loaded: {} ({} parameters, {} weights, context {}, guest memory {} bytes)",
-            info.name,
-            info.parameter_count,
-            info.weight_type,
-            info.context_length,
-            backend.memory.load(std::sync::atomic::Ordering::Relaxed)
-        ),
-        None,
+    tracing::info!(
+        "model loaded: {} ({} parameters, {} weights, context {}, guest memory {} bytes)",
+        info.name,
+        info.parameter_count,
+        info.weight_type,
+        info.context_length,
+        backend.memory.load(std::sync::atomic::Ordering::Relaxed)
     );
     let listener = tokio::net::TcpListener::bind((args.bind_address, args.port))
         .await
         .with_context(|| format!("cannot bind {}:{}", args.bind_address, args.port))?;
     let address = listener.local_addr()?;
-    crate::log::info(&format!("listening on http://{address}"), None);
+    tracing::info!("listening on http://{address}");
 
     let limits = RequestLimits {
         max_body_bytes: args.max_body_bytes as usize,
@@ -73,13 +70,13 @@ pub async fn run(args: Args) -> Result<()> {
             model_ref: &state.backend.info.name,
         };
         callback::send_ready(url, &ready, args.callback_timeout_sec).await.map_err(anyhow::Error::msg)?;
-        crate::log::info(&format!("ready callback sent to {url}"), None);
+        tracing::info!("ready callback sent to {url}");
     }
     server.await?;
     if let Some(reason) = state.backend.failed.borrow().clone() {
         bail!("stopped: {reason}");
     }
-    crate::log::info("stopped", None);
+    tracing::info!("stopped");
     Ok(())
 }
 
@@ -123,7 +120,7 @@ async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(e) => {
-                    crate::log::warn(&format!("accept failed: {e}"), None);
+                    tracing::warn!("accept failed: {e}");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }

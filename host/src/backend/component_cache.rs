@@ -122,8 +122,8 @@ impl ComponentCache {
                     .is_ok_and(|t| t.elapsed().unwrap_or_default() > STALE_PARTIAL);
             if other_entry || dead_partial {
                 match std::fs::remove_file(&path) {
-                    Ok(()) => crate::log::info(&format!("removed stale cache entry {}", path.display()), None),
-                    Err(e) => crate::log::warn(&format!("cannot remove stale {}: {e}", path.display()), None),
+                    Ok(()) => tracing::info!("removed stale cache entry {}", path.display()),
+                    Err(e) => tracing::warn!("cannot remove stale {}: {e}", path.display()),
                 }
             }
         }

@@ -4,7 +4,9 @@
 use super::cancel::CancelGuard;
 use super::guest::{CallError, Guest, describe};
 use super::wit::{GenerateOptions, Step, StopReason};
+use crate::metrics::Metrics;
 use serde::Serialize;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
@@ -64,6 +66,12 @@ pub struct Job {
     pub cancel: CancelGuard,
     /// Set once the terminal event was sent.
     pub ended: AtomicBool,
+    /// The job's span: its `job_id` goes on every log line about it.
+    pub span: tracing::Span,
+    /// When the request arrived: queue time, time to first token and end-to-end latency count
+    /// from here.
+    pub arrived: Instant,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Job {
@@ -72,18 +80,23 @@ impl Job {
         self.cancel.is_cancelled() || self.events.is_closed()
     }
 
-    /// Sends `event`, logging the terminal ones.
+    /// Sends `event`, logging and counting the terminal ones.
     fn send(&self, event: Event) {
-        match &event {
+        let reason = match &event {
             Event::End { tokens_out, stop_reason, .. } => {
-                self.ended.store(true, Ordering::SeqCst);
-                crate::log::info(&format!("job ended: {stop_reason}, {tokens_out} tokens"), Some(&self.id));
+                self.span.in_scope(|| tracing::info!("job ended: {stop_reason}, {tokens_out} tokens"));
+                Some(*stop_reason)
             }
             Event::Error { code, message, .. } => {
-                self.ended.store(true, Ordering::SeqCst);
-                crate::log::info(&format!("job ended: {code}: {message}"), Some(&self.id));
+                self.span.in_scope(|| tracing::info!("job ended: {code}: {message}"));
+                Some(*code)
             }
-            _ => {}
+            _ => None,
+        };
+        if let Some(reason) = reason {
+            self.ended.store(true, Ordering::SeqCst);
+            self.metrics.finished(reason);
+            Metrics::observe(&self.metrics.e2e_request_latency, self.arrived.elapsed());
         }
         // A closed channel means the client left; the next `should_stop` notices.
         let _ = self.events.send(event);
@@ -128,10 +141,12 @@ pub fn run(
     }
     let started = Instant::now();
     let deadline = started + job.timeout;
+    Metrics::observe(&job.metrics.queue_time, started - job.arrived);
+    job.metrics.prompt_tokens.inc_by(job.prompt.len() as u64);
     job.send(Event::Started {
         job_id: job.id.clone(),
         model: guest.info.name.clone(),
-        started_at: rfc3339_now(),
+        started_at: crate::log::rfc3339_now(),
         seed: job.options.sampling.seed,
         prompt_tokens: job.prompt.len() as u32,
     });
@@ -143,6 +158,7 @@ pub fn run(
         }
         Err(trap) => return Err(Trapped(trap)),
     };
+    let (metrics, mut tokens, mut last_token) = (&job.metrics, 0u32, None);
     let mut index = 0;
     let mut send_text = |text: String| {
         if !text.is_empty() {
@@ -162,7 +178,15 @@ pub fn run(
         between_steps(guest);
         match guest.next(generation, call_deadline()) {
             Ok(Step::Prefill(_)) => {}
-            Ok(Step::Token(token)) => send_text(token.text),
+            Ok(Step::Token(token)) => {
+                let now = Instant::now();
+                let since = last_token.replace(now).unwrap_or(job.arrived);
+                let histogram = if tokens == 0 { &metrics.time_to_first_token } else { &metrics.inter_token_latency };
+                Metrics::observe(histogram, now - since);
+                metrics.generation_tokens.inc();
+                tokens += 1;
+                send_text(token.text)
+            }
             Ok(Step::Finished(finish)) => {
                 send_text(finish.text);
                 job.send(Event::End {
@@ -185,11 +209,4 @@ pub fn run(
 
 fn timeout_event(timeout: Duration) -> Event {
     Event::error("TIMEOUT", format!("the job ran past its {} s deadline", timeout.as_secs_f64()), true)
-}
-
-/// The current time in RFC 3339, UTC.
-pub fn rfc3339_now() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_string())
 }

@@ -19,6 +19,7 @@ wasmtime::component::bindgen!({ path: "../wit", world: "worker" });
 
 pub use exports::llorch::gpt2::inference as wit;
 
+use crate::metrics::Metrics;
 use cancel::CancelRegistry;
 use crossbeam_channel::{Receiver, Sender};
 use execute::Job;
@@ -79,6 +80,7 @@ pub struct Backend {
     pub memory: Arc<AtomicU64>,
     /// Becomes Some(reason) when the guest cannot be rebuilt and the worker must exit.
     pub failed: watch::Receiver<Option<String>>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Backend {
@@ -97,7 +99,9 @@ impl Backend {
         let (quick, quick_rx) = crossbeam_channel::unbounded();
         let health = Arc::new(Health::default());
         let (fail, failed) = watch::channel(None);
+        let metrics = Arc::new(Metrics::default());
         let thread = InferenceThread {
+            metrics: metrics.clone(),
             runtime,
             config,
             guest: Some(guest),
@@ -117,6 +121,7 @@ impl Backend {
             info,
             memory,
             failed,
+            metrics,
         })
     }
 
@@ -126,7 +131,9 @@ impl Backend {
         self.in_flight
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < limit).then_some(n + 1))
             .map_err(|_| BackendError::Busy)?;
+        self.metrics.requests_waiting.inc();
         self.jobs.send(job).map_err(|unsent| {
+            self.metrics.requests_waiting.dec();
             self.in_flight.fetch_sub(1, Ordering::SeqCst);
             // The client is told by the error status; the job's stream is never read.
             unsent.into_inner().ended.store(true, Ordering::SeqCst);
@@ -167,6 +174,7 @@ struct InferenceThread {
     memory: Arc<AtomicU64>,
     in_flight: Arc<AtomicUsize>,
     fail: watch::Sender<Option<String>>,
+    metrics: Arc<Metrics>,
 }
 
 impl InferenceThread {
@@ -188,6 +196,7 @@ impl InferenceThread {
         // The guest could not be rebuilt: end every queued job, then tell the server to exit.
         let reason = self.health.is_healthy().err().unwrap_or_default();
         for job in jobs.try_iter() {
+            self.metrics.requests_waiting.dec();
             job.fail(&reason);
             self.in_flight.fetch_sub(1, Ordering::SeqCst);
         }
@@ -196,6 +205,7 @@ impl InferenceThread {
 
     fn execute(&mut self, job: Job, quick: &Receiver<Quick>) {
         let guest = self.guest.as_mut().expect("jobs run only while a guest exists");
+        let running = Running::start(self.metrics.clone());
         let outcome = execute::run(guest, &job, self.config.call_limit, |guest| {
             while let Ok(request) = quick.try_recv() {
                 // A trap here poisons the instance, so the job's next guest call fails too and
@@ -209,6 +219,7 @@ impl InferenceThread {
             drop(job);
             self.rebuild();
         }
+        drop(running);
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 
@@ -222,9 +233,10 @@ impl InferenceThread {
 
     /// Drops a trapped guest and marks the worker unhealthy until it is rebuilt.
     fn discard_guest(&mut self, error: &CallError) {
+        self.metrics.guest_rebuilds.inc();
         self.health.set_unavailable(format!("rebuilding the guest after a failure: {error}"));
         self.guest = None;
-        crate::log::error(&format!("guest failed, rebuilding it: {error}"), None);
+        tracing::error!("guest failed, rebuilding it: {error}");
     }
 
     /// Makes a fresh guest from the bytes verified at start, trying a few times with backoff.
@@ -241,24 +253,40 @@ impl InferenceThread {
                 Ok(guest) => {
                     self.guest = Some(guest);
                     self.health.set_ready();
-                    crate::log::info("guest rebuilt", None);
+                    tracing::info!("guest rebuilt");
                     return;
                 }
                 Err(e) if attempt < REBUILD_ATTEMPTS => {
-                    crate::log::error(
-                        &format!("rebuilding the guest failed (attempt {attempt} of {REBUILD_ATTEMPTS}): {e:#}"),
-                        None,
-                    );
+                    tracing::error!("rebuilding the guest failed (attempt {attempt} of {REBUILD_ATTEMPTS}): {e:#}");
                     std::thread::sleep(delay);
                     delay *= 2;
                 }
                 Err(e) => {
                     let reason = format!("the guest could not be rebuilt after {REBUILD_ATTEMPTS} attempts: {e:#}");
-                    crate::log::error(&reason, None);
+                    tracing::error!("{reason}");
                     self.health.set_unavailable(reason);
                 }
             }
         }
+    }
+}
+
+/// A job taken from the queue into the slot, for the gauges, until dropped.
+struct Running(Arc<Metrics>);
+
+impl Running {
+    fn start(metrics: Arc<Metrics>) -> Self {
+        metrics.requests_waiting.dec();
+        metrics.requests_running.inc();
+        metrics.slots_busy.inc();
+        Running(metrics)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.requests_running.dec();
+        self.0.slots_busy.dec();
     }
 }
 

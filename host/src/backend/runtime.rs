@@ -74,13 +74,13 @@ fn load_or_compile(engine: &Engine, cache: Option<&ComponentCache>) -> Result<Co
             Ok(Some(bytes)) => match unsafe { Component::deserialize(engine, &bytes) } {
                 Ok(component) => {
                     let path = cache.path(&key);
-                    crate::log::info(&format!("loaded the compiled component from {}", path.display()), None);
+                    tracing::info!("loaded the compiled component from {}", path.display());
                     return Ok(component);
                 }
-                Err(e) => crate::log::warn(&format!("recompiling: the cached component is unusable: {e}"), None),
+                Err(e) => tracing::warn!("recompiling: the cached component is unusable: {e}"),
             },
             Ok(None) => {}
-            Err(e) => crate::log::warn(&format!("recompiling: {e:#}"), None),
+            Err(e) => tracing::warn!("recompiling: {e:#}"),
         }
     }
     let started = std::time::Instant::now();
@@ -90,15 +90,13 @@ fn load_or_compile(engine: &Engine, cache: Option<&ComponentCache>) -> Result<Co
         .context("compiling the guest component")?;
     let seconds = started.elapsed().as_secs_f64();
     match cache.map(|cache| cache.write(&key, &compiled)) {
-        Some(Ok(path)) => crate::log::info(
-            &format!("compiled the component in {seconds:.1} s, cached it at {}", path.display()),
-            None,
-        ),
-        Some(Err(e)) => crate::log::warn(&format!("compiled the component in {seconds:.1} s; not cached: {e:#}"), None),
-        None => crate::log::warn(
-            &format!("compiled the component in {seconds:.1} s; not cached: no --cache-dir, XDG_CACHE_HOME or HOME"),
-            None,
-        ),
+        Some(Ok(path)) => tracing::info!("compiled the component in {seconds:.1} s, cached it at {}", path.display()),
+        Some(Err(e)) => tracing::warn!("compiled the component in {seconds:.1} s; not cached: {e:#}"),
+        None => {
+            tracing::warn!(
+                "compiled the component in {seconds:.1} s; not cached: no --cache-dir, XDG_CACHE_HOME or HOME"
+            )
+        }
     }
     // SAFETY: the bytes were just produced by this engine.
     Ok(unsafe { Component::deserialize(engine, &compiled) }?)

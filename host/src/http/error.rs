@@ -37,50 +37,61 @@ pub enum ApiError {
     Unavailable { message: String, retry_after_sec: Option<u32> },
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let simple = |status: StatusCode, code: &str, message: String| {
-            (status, axum::Json(json!({ "error": code, "message": message }))).into_response()
-        };
-        match self {
-            ApiError::MalformedJson(message) => (
-                StatusCode::BAD_REQUEST,
-                axum::Json(json!({ "errors": [{ "field": "body", "constraint": "json", "message": message }] })),
-            )
-                .into_response(),
-            ApiError::Invalid(errors) => {
-                (StatusCode::BAD_REQUEST, axum::Json(json!({ "errors": errors }))).into_response()
-            }
-            ApiError::Unprocessable(message) => (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                axum::Json(json!({ "errors": [{ "field": "body", "constraint": "schema", "message": message }] })),
-            )
-                .into_response(),
+impl ApiError {
+    /// Status, error code and message of the faults that are not about the request's fields.
+    pub fn summary(&self) -> Option<(StatusCode, &'static str, String)> {
+        Some(match self {
             ApiError::UnsupportedMediaType(message) => {
-                simple(StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE", message)
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE", message.clone())
             }
-            ApiError::TooLarge(limit) => simple(
+            ApiError::TooLarge(limit) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "PAYLOAD_TOO_LARGE",
                 format!("the request body is larger than {limit} bytes"),
             ),
-            ApiError::Timeout(limit) => {
-                let mut response = simple(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "REQUEST_TIMEOUT",
-                    format!("the request body did not arrive within {} s", limit.as_secs_f64()),
-                );
-                response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-                response
+            ApiError::Timeout(limit) => (
+                StatusCode::REQUEST_TIMEOUT,
+                "REQUEST_TIMEOUT",
+                format!("the request body did not arrive within {} s", limit.as_secs_f64()),
+            ),
+            ApiError::Conflict(message) => (StatusCode::CONFLICT, "CONFLICT", message.clone()),
+            ApiError::Unavailable { message, .. } => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", message.clone()),
+            ApiError::MalformedJson(_) | ApiError::Invalid(_) | ApiError::Unprocessable(_) => return None,
+        })
+    }
+
+    /// The headers that go with the status: Retry-After on 503, Connection: close on 408.
+    pub fn headers(&self) -> Vec<(header::HeaderName, HeaderValue)> {
+        match self {
+            ApiError::Unavailable { retry_after_sec: Some(seconds), .. } => {
+                vec![(header::RETRY_AFTER, HeaderValue::from(*seconds))]
             }
-            ApiError::Conflict(message) => simple(StatusCode::CONFLICT, "CONFLICT", message),
-            ApiError::Unavailable { message, retry_after_sec } => {
-                let mut response = simple(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", message);
-                if let Some(seconds) = retry_after_sec {
-                    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-                }
-                response
-            }
+            ApiError::Timeout(_) => vec![(header::CONNECTION, HeaderValue::from_static("close"))],
+            _ => vec![],
         }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let fields = |status: StatusCode, errors: serde_json::Value| {
+            (status, axum::Json(json!({ "errors": errors }))).into_response()
+        };
+        let mut response = match &self {
+            ApiError::MalformedJson(message) => {
+                fields(StatusCode::BAD_REQUEST, json!([{ "field": "body", "constraint": "json", "message": message }]))
+            }
+            ApiError::Invalid(errors) => fields(StatusCode::BAD_REQUEST, json!(errors)),
+            ApiError::Unprocessable(message) => fields(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!([{ "field": "body", "constraint": "schema", "message": message }]),
+            ),
+            _ => {
+                let (status, code, message) = self.summary().expect("every other fault has a summary");
+                (status, axum::Json(json!({ "error": code, "message": message }))).into_response()
+            }
+        };
+        response.headers_mut().extend(self.headers());
+        response
     }
 }

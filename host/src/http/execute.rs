@@ -16,6 +16,8 @@ use axum::response::{IntoResponse, Response};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
@@ -23,14 +25,40 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 const RETRY_AFTER_SEC: u32 = 1;
 
 pub async fn execute(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
-    let shutting_down =
-        || ApiError::Unavailable { message: "the worker is shutting down".into(), retry_after_sec: None };
+    let arrived = Instant::now();
     if state.is_shutting_down() {
         return Err(shutting_down());
     }
-    let backend = &state.backend;
     let request: ExecuteRequest = json_body(&headers, body, &state.limits).await?;
-    let request = request.validate(backend.info.vocab_size).map_err(ApiError::Invalid)?;
+    let request = request.validate(state.backend.info.vocab_size).map_err(ApiError::Invalid)?;
+    let receiver = start_job(&state, request, arrived).await?;
+    let stream = UnboundedReceiverStream::new(receiver).map(|event: Event| {
+        let data = serde_json::to_string(&event).expect("events serialize");
+        Ok::<_, Infallible>(SseEvent::default().event(event.name()).data(data))
+    });
+    // Comments on a quiet stream (a long prefill, a wait in the queue) keep proxies from
+    // cutting it; clients skip them.
+    Ok(Sse::new(stream).keep_alive(keep_alive(&state)).into_response())
+}
+
+/// SSE keep-alive comments at the configured interval.
+pub fn keep_alive(state: &AppState) -> KeepAlive {
+    KeepAlive::new().interval(state.limits.sse_keepalive).text("keep-alive")
+}
+
+/// 503: the worker takes no new jobs.
+fn shutting_down() -> ApiError {
+    ApiError::Unavailable { message: "the worker is shutting down".into(), retry_after_sec: None }
+}
+
+/// Tokenizes a validated request, checks it fits the context, registers and queues it; returns
+/// its events. Dropping the receiver cancels the job. Shared by every route that generates.
+pub async fn start_job(
+    state: &AppState,
+    request: ValidRequest,
+    arrived: Instant,
+) -> Result<UnboundedReceiver<Event>, ApiError> {
+    let backend = &state.backend;
     let prompt = backend.tokenize(request.prompt.clone()).await.map_err(unavailable)?;
     check_context(&request, prompt.len(), backend.info.context_length)?;
     // Registering is refused once the shutdown began, however long tokenizing took.
@@ -39,9 +67,10 @@ pub async fn execute(State(state): State<Arc<AppState>>, headers: HeaderMap, bod
         RegisterError::Duplicate => ApiError::Conflict(format!("job {} is already queued or running", request.job_id)),
     })?;
     let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
+    let span = tracing::info_span!("job", job_id = %request.job_id);
     let seed = request.seed.unwrap_or_else(random_seed);
     let job = Job {
-        id: request.job_id.clone(),
+        id: request.job_id,
         prompt,
         options: GenerateOptions {
             max_tokens: request.max_tokens,
@@ -53,23 +82,19 @@ pub async fn execute(State(state): State<Arc<AppState>>, headers: HeaderMap, bod
                 repetition_penalty: request.repetition_penalty,
                 seed,
             },
-            stop: request.stop.clone(),
+            stop: request.stop,
         },
         timeout: state.limits.inference_timeout,
         events,
         cancel,
         ended: AtomicBool::new(false),
+        span: span.clone(),
+        arrived,
+        metrics: backend.metrics.clone(),
     };
     backend.submit(job).map_err(unavailable)?;
-    crate::log::info("job queued", Some(&request.job_id));
-    let stream = UnboundedReceiverStream::new(receiver).map(|event: Event| {
-        let data = serde_json::to_string(&event).expect("events serialize");
-        Ok::<_, Infallible>(SseEvent::default().event(event.name()).data(data))
-    });
-    // Comments on a quiet stream (a long prefill, a wait in the queue) keep proxies from
-    // cutting it; clients skip them.
-    let keep_alive = KeepAlive::new().interval(state.limits.sse_keepalive).text("keep-alive");
-    Ok(Sse::new(stream).keep_alive(keep_alive).into_response())
+    span.in_scope(|| tracing::info!("job queued"));
+    Ok(receiver)
 }
 
 /// 400 when the prompt's tokens plus `max_tokens` exceed the context.

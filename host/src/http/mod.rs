@@ -1,9 +1,10 @@
 //! The worker HTTP API: `/health`, `/execute` (SSE), `/cancel`, `/shutdown`, `/tokenize`,
-//! `/detokenize`.
+//! `/detokenize`, `/metrics`, and the OpenAI-shaped `/v1/completions` and `/v1/models`.
 
 pub mod body;
 pub mod error;
 pub mod execute;
+pub mod openai;
 pub mod routes;
 pub mod validation;
 
@@ -45,7 +46,7 @@ impl AppState {
     pub fn begin_shutdown(&self) -> usize {
         let (first, active) = self.backend.cancels.close();
         if first {
-            crate::log::info(&format!("shutting down: refusing new jobs, finishing {active} active"), None);
+            tracing::info!("shutting down: refusing new jobs, finishing {active} active");
         }
         // `notify_one` keeps a permit, so a waiter that arrives later still wakes.
         self.shutdown_requested.notify_one();
@@ -68,5 +69,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/shutdown", post(routes::shutdown))
         .route("/tokenize", post(routes::tokenize))
         .route("/detokenize", post(routes::detokenize))
+        .route("/metrics", get(routes::metrics))
+        .route("/v1/completions", post(openai::completions))
+        .route("/v1/models", get(openai::models))
         .with_state(state)
 }

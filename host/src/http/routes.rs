@@ -46,6 +46,14 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Response {
     (code, Json(body)).into_response()
 }
 
+/// `GET /metrics`: every metric in the OpenMetrics text format.
+pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let metrics = &state.backend.metrics;
+    metrics.guest_memory_bytes.set(state.backend.memory.load(Ordering::Relaxed));
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    ([(axum::http::header::CONTENT_TYPE, content_type)], metrics.encode()).into_response()
+}
+
 #[derive(Deserialize)]
 pub struct CancelRequest {
     job_id: String,
@@ -68,7 +76,7 @@ pub async fn cancel_by_path(State(state): State<Arc<AppState>>, Path(job_id): Pa
 fn cancel(state: &AppState, job_id: &str) -> Response {
     let active = state.backend.cancels.cancel(job_id);
     if active {
-        crate::log::info("cancel requested", Some(job_id));
+        tracing::info!(job_id, "cancel requested");
     }
     (
         StatusCode::ACCEPTED,
