@@ -4,6 +4,7 @@ use crate::error::Error;
 use crate::generation::{Finish, GenerateOptions, Generation, Step, StopReason};
 use crate::model::Model;
 use crate::sampler::SamplingParams;
+use crate::tensor::FileBuffer;
 use std::cell::RefCell;
 use std::sync::Arc;
 
@@ -15,6 +16,9 @@ struct Component;
 
 /// A loaded model, shared with the generations started from it.
 struct ModelResource(Arc<Model>);
+
+/// A model file being handed over; taken by `from-file`.
+struct ModelFileResource(RefCell<FileBuffer>);
 
 /// A generation; `next` takes `&self`, hence the cell.
 struct GenerationResource(RefCell<Generation>);
@@ -64,6 +68,7 @@ impl From<Finish> for wit::Finish {
 }
 
 impl wit::Guest for Component {
+    type ModelFile = ModelFileResource;
     type Model = ModelResource;
     type Generation = GenerationResource;
 
@@ -77,7 +82,33 @@ impl wit::Guest for Component {
     }
 }
 
+impl wit::GuestModelFile for ModelFileResource {
+    fn create(len: u64) -> Result<wit::ModelFile, wit::Error> {
+        let len = usize::try_from(len).map_err(|_| Error::Io(format!("no memory for a {len}-byte model file")))?;
+        Ok(wit::ModelFile::new(ModelFileResource(RefCell::new(FileBuffer::try_zeroed(len)?))))
+    }
+
+    fn write(&self, offset: u64, bytes: Vec<u8>) -> Result<(), wit::Error> {
+        let mut file = self.0.borrow_mut();
+        let file = file.bytes_mut();
+        let range = usize::try_from(offset)
+            .ok()
+            .and_then(|start| Some(start..start.checked_add(bytes.len())?))
+            .filter(|range| range.end <= file.len())
+            .ok_or_else(|| {
+                Error::request(format!("{} bytes at {offset} do not fit a {}-byte file", bytes.len(), file.len()))
+            })?;
+        file[range].copy_from_slice(&bytes);
+        Ok(())
+    }
+}
+
 impl wit::GuestModel for ModelResource {
+    fn from_file(name: String, file: wit::ModelFile) -> Result<wit::Model, wit::Error> {
+        let file = file.into_inner::<ModelFileResource>().0.into_inner();
+        Ok(wit::Model::new(ModelResource(Arc::new(Model::load(file, &name)?))))
+    }
+
     fn from_bytes(name: String, bytes: Vec<u8>) -> Result<wit::Model, wit::Error> {
         let model = Model::from_vec(&name, bytes)?;
         Ok(wit::Model::new(ModelResource(Arc::new(model))))

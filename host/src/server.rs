@@ -29,9 +29,9 @@ pub async fn run(args: Args) -> Result<()> {
     let (max_queue, call_limit, model_path) =
         (args.max_queue as usize, args.guest_call_timeout_sec, args.model.clone());
     let backend = tokio::task::spawn_blocking(move || -> Result<Backend> {
-        let (model, bytes) = ModelFile::open(&model_path, memory_bytes)?;
+        let model = ModelFile::open(&model_path, memory_bytes)?;
         let runtime = Runtime::new(cache.as_ref())?;
-        Backend::start(runtime, BackendConfig { model, limits, max_queue, call_limit }, bytes)
+        Backend::start(runtime, BackendConfig { model, limits, max_queue, call_limit })
     })
     .await??;
     let info = &backend.info;

@@ -24,9 +24,9 @@ pub fn runtime() -> Arc<Runtime> {
 /// host measures it.
 pub fn load_measured(model: &Path) -> (Guest, Arc<AtomicU64>) {
     let limits = GuestLimits { memory_bytes: 4 << 30, load_timeout: Duration::from_secs(300) };
-    let (file, bytes) = ModelFile::open(model, limits.memory_bytes).expect("the model file reads");
+    let file = ModelFile::open(model, limits.memory_bytes).expect("the model file opens");
     let memory = Arc::new(AtomicU64::new(0));
-    let guest = Guest::load(&runtime(), &file.stem, &bytes, &limits, memory.clone())
+    let guest = Guest::load(&runtime(), &file, &limits, memory.clone())
         .unwrap_or_else(|e| panic!("loading {}: {e}", model.display()));
     (guest, memory)
 }

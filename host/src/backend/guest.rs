@@ -3,6 +3,7 @@
 
 use super::Worker;
 use super::memory_limit::MemoryLimiter;
+use super::model_file::ModelFile;
 use super::runtime::{EPOCH_TICK, Runtime};
 use super::wit::{Error as WitError, GenerateOptions, ModelInfo, Step, Tensor};
 use std::sync::Arc;
@@ -30,6 +31,8 @@ impl WasiView for GuestState {
 pub enum CallError {
     /// The guest refused the input with an error value; the instance is fine.
     Refused(WitError),
+    /// The host could not hand the model over (the file is unreadable or changed).
+    Host(String),
     /// The guest trapped (`timed_out` when a call ran past its time limit: a runaway); the
     /// instance is unusable.
     Trapped { timed_out: bool, message: String },
@@ -39,6 +42,7 @@ impl std::fmt::Display for CallError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             CallError::Refused(e) => write!(f, "{}", describe(e)),
+            CallError::Host(message) => write!(f, "{message}"),
             CallError::Trapped { timed_out: true, .. } => {
                 write!(f, "the guest ran away: a call ran past its time limit")
             }
@@ -46,6 +50,8 @@ impl std::fmt::Display for CallError {
         }
     }
 }
+
+impl std::error::Error for CallError {}
 
 /// A guest error value as one line.
 pub fn describe(e: &WitError) -> String {
@@ -75,13 +81,12 @@ pub struct Guest {
 }
 
 impl Guest {
-    /// Instantiates the component and loads the model from `bytes` (`name` names it when the
-    /// file does not). The guest gets no filesystem. `memory` receives the guest's memory size
-    /// as it grows.
+    /// Instantiates the component and hands it the model file piece by piece (its stem names
+    /// the model when the file does not). The guest gets no filesystem. `memory` receives the
+    /// guest's memory size as it grows.
     pub fn load(
         runtime: &Runtime,
-        name: &str,
-        bytes: &[u8],
+        model_file: &ModelFile,
         limits: &GuestLimits,
         memory: Arc<AtomicU64>,
     ) -> Result<Self, CallError> {
@@ -95,9 +100,20 @@ impl Guest {
         store.epoch_deadline_trap();
         set_deadline(&mut store, Instant::now() + limits.load_timeout);
         let worker = runtime.pre.instantiate(&mut store).map_err(|e| classify(&e))?;
+        let files = worker.llorch_gpt2_inference().model_file();
+        let file = files.call_create(&mut store, model_file.len()).map_err(|e| classify(&e))?;
+        let file = file.map_err(CallError::Refused)?;
+        model_file
+            .read_pieces(|offset, piece| {
+                let written = files.call_write(&mut store, file, offset, piece).map_err(|e| classify(&e))?;
+                Ok(written.map_err(CallError::Refused)?)
+            })
+            .map_err(|e| e.downcast::<CallError>().unwrap_or_else(|e| CallError::Host(format!("{e:#}"))))?;
         let models = worker.llorch_gpt2_inference().model();
-        let model =
-            models.call_from_bytes(&mut store, name, bytes).map_err(|e| classify(&e))?.map_err(CallError::Refused)?;
+        let model = models
+            .call_from_file(&mut store, &model_file.stem, file)
+            .map_err(|e| classify(&e))?
+            .map_err(CallError::Refused)?;
         let info = models.call_info(&mut store, model).map_err(|e| classify(&e))?;
         Ok(Guest { store, worker, model, info })
     }

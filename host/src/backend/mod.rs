@@ -84,14 +84,12 @@ pub struct Backend {
 }
 
 impl Backend {
-    /// Loads the model from `bytes` (the file's contents at start) into a guest made from
-    /// `runtime` and starts the inference thread. Fails with a one-line reason when the model
-    /// cannot be loaded.
-    pub fn start(runtime: Arc<Runtime>, config: BackendConfig, bytes: Vec<u8>) -> anyhow::Result<Self> {
+    /// Loads the model into a guest made from `runtime` and starts the inference thread. Fails
+    /// with a one-line reason when the model cannot be loaded.
+    pub fn start(runtime: Arc<Runtime>, config: BackendConfig) -> anyhow::Result<Self> {
         let memory = Arc::new(AtomicU64::new(0));
-        let guest = Guest::load(&runtime, &config.model.stem, &bytes, &config.limits, memory.clone())
+        let guest = Guest::load(&runtime, &config.model, &config.limits, memory.clone())
             .map_err(|e| anyhow::anyhow!("cannot load the model: {e}"))?;
-        drop(bytes);
         let info = guest.info.clone();
         let (jobs, job_rx) = crossbeam_channel::unbounded();
         let in_flight = Arc::new(AtomicUsize::new(0));
@@ -244,12 +242,7 @@ impl InferenceThread {
     fn rebuild(&mut self) {
         let mut delay = REBUILD_BACKOFF;
         for attempt in 1..=REBUILD_ATTEMPTS {
-            let model = &self.config.model;
-            let loaded = model.reread().and_then(|bytes| {
-                Guest::load(&self.runtime, &model.stem, &bytes, &self.config.limits, self.memory.clone())
-                    .map_err(|e| anyhow::anyhow!("{e}"))
-            });
-            match loaded {
+            match Guest::load(&self.runtime, &self.config.model, &self.config.limits, self.memory.clone()) {
                 Ok(guest) => {
                     self.guest = Some(guest);
                     self.health.set_ready();
@@ -257,12 +250,12 @@ impl InferenceThread {
                     return;
                 }
                 Err(e) if attempt < REBUILD_ATTEMPTS => {
-                    tracing::error!("rebuilding the guest failed (attempt {attempt} of {REBUILD_ATTEMPTS}): {e:#}");
+                    tracing::error!("rebuilding the guest failed (attempt {attempt} of {REBUILD_ATTEMPTS}): {e}");
                     std::thread::sleep(delay);
                     delay *= 2;
                 }
                 Err(e) => {
-                    let reason = format!("the guest could not be rebuilt after {REBUILD_ATTEMPTS} attempts: {e:#}");
+                    let reason = format!("the guest could not be rebuilt after {REBUILD_ATTEMPTS} attempts: {e}");
                     tracing::error!("{reason}");
                     self.health.set_unavailable(reason);
                 }

@@ -1,26 +1,30 @@
 //! The model file as it was at start: held open and hashed, so a guest rebuilt later loads the
 //! same bytes even after the path was removed or replaced, and refuses bytes changed in place.
+//! It is read in pieces, so the host never holds the whole file beside the guest's copy.
 
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
-/// An open model file and the digest of its bytes at start.
+/// Bytes handed to the guest per piece.
+const PIECE: usize = 8 << 20;
+
+/// An open model file and the digest of its bytes as first read.
 pub struct ModelFile {
     path: PathBuf,
     file: File,
     len: u64,
-    digest: [u8; 32],
+    digest: OnceLock<[u8; 32]>,
     /// The file's stem: the model's name when the file has no `general.name`.
     pub stem: String,
 }
 
 impl ModelFile {
-    /// Opens `path` and reads it once; refuses a file over `max_bytes` before reading it.
-    /// Returns the handle and the bytes read.
-    pub fn open(path: &Path, max_bytes: u64) -> Result<(Self, Vec<u8>)> {
+    /// Opens `path`; refuses a file over `max_bytes` before reading anything.
+    pub fn open(path: &Path, max_bytes: u64) -> Result<Self> {
         let file = File::open(path).with_context(|| format!("cannot read model file {}", path.display()))?;
         let metadata = file.metadata()?;
         if !metadata.is_file() {
@@ -31,10 +35,7 @@ impl ModelFile {
             bail!("no memory for a {len}-byte model file: the guest may use {max_bytes} bytes (--max-memory-mb)");
         }
         let stem = path.file_stem().map_or_else(|| "model".to_string(), |s| s.to_string_lossy().into_owned());
-        let mut model = ModelFile { path: path.to_path_buf(), file, len, digest: [0; 32], stem };
-        let bytes = model.read_all()?;
-        model.digest = Sha256::digest(&bytes).into();
-        Ok((model, bytes))
+        Ok(ModelFile { path: path.to_path_buf(), file, len, digest: OnceLock::new(), stem })
     }
 
     /// Size of the file in bytes.
@@ -47,24 +48,26 @@ impl ModelFile {
         self.len == 0
     }
 
-    /// The bytes again, through the handle opened at start; fails when they no longer hash to
-    /// what was read then.
-    pub fn reread(&self) -> Result<Vec<u8>> {
-        let bytes = self.read_all()?;
-        if <[u8; 32]>::from(Sha256::digest(&bytes)) != self.digest {
+    /// Reads the whole file through the handle opened at start, handing each piece and its
+    /// offset to `piece`. The first read records the bytes' SHA-256; every later read fails
+    /// when they no longer hash to it.
+    pub fn read_pieces(&self, mut piece: impl FnMut(u64, &[u8]) -> Result<()>) -> Result<()> {
+        let mut buffer = vec![0; PIECE.min(self.len as usize)];
+        let mut hash = Sha256::new();
+        let mut offset = 0;
+        while offset < self.len {
+            let n = PIECE.min((self.len - offset) as usize);
+            self.file
+                .read_exact_at(&mut buffer[..n], offset)
+                .with_context(|| format!("cannot read model file {}", self.path.display()))?;
+            hash.update(&buffer[..n]);
+            piece(offset, &buffer[..n])?;
+            offset += n as u64;
+        }
+        let digest: [u8; 32] = hash.finalize().into();
+        if *self.digest.get_or_init(|| digest) != digest {
             bail!("model file {} changed since the worker started", self.path.display());
         }
-        Ok(bytes)
-    }
-
-    fn read_all(&self) -> Result<Vec<u8>> {
-        let len = usize::try_from(self.len).context("the model file does not fit in memory")?;
-        let mut bytes = Vec::new();
-        bytes.try_reserve_exact(len).with_context(|| format!("no memory to read a {len}-byte model file"))?;
-        bytes.resize(len, 0);
-        self.file
-            .read_exact_at(&mut bytes, 0)
-            .with_context(|| format!("cannot read model file {}", self.path.display()))?;
-        Ok(bytes)
+        Ok(())
     }
 }

@@ -254,8 +254,8 @@ fn measure(
                 drop(guest.take());
                 let started = Instant::now();
                 // As the worker starts: read and hash the file, then load it into a guest.
-                let (file, bytes) = ModelFile::open(model, limits.memory_bytes)?;
-                let loaded = Guest::load(&runtime, &file.stem, &bytes, &limits, memory.clone());
+                let file = ModelFile::open(model, limits.memory_bytes)?;
+                let loaded = Guest::load(&runtime, &file, &limits, memory.clone());
                 guest = Some(loaded.map_err(|e| anyhow!("{e}"))?);
                 load.push(started.elapsed().as_secs_f64());
             }
