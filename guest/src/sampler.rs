@@ -57,17 +57,24 @@ impl Rng {
     }
 }
 
-/// Draws tokens with fixed parameters and its own random stream.
+/// Draws tokens with fixed parameters and its own random stream. Its buffers are sized on the
+/// first token and reused, so drawing allocates nothing.
 pub struct Sampler {
     params: SamplingParams,
     rng: Rng,
+    /// (id, logit) of the tokens still in the running.
+    order: Vec<(u32, f32)>,
+    /// (id, weight) of the candidates: probabilities up to a common factor.
+    weights: Vec<(u32, f64)>,
+    /// Which ids the repetition penalty has already touched.
+    seen: Vec<bool>,
 }
 
 impl Sampler {
     /// A sampler after checking `params`.
     pub fn new(params: SamplingParams) -> Result<Self> {
         params.validate()?;
-        Ok(Sampler { params, rng: Rng::new(params.seed) })
+        Ok(Sampler { params, rng: Rng::new(params.seed), order: Vec::new(), weights: Vec::new(), seen: Vec::new() })
     }
 
     /// Picks the next token from `logits` (modified in place); `history` is every token so far
@@ -77,61 +84,70 @@ impl Sampler {
         if self.params.temperature == 0.0 {
             return argmax(logits);
         }
-        let candidates = self.candidates(logits);
-        let total: f64 = candidates.iter().map(|&(_, p)| p).sum();
+        self.candidates(logits);
+        let total: f64 = self.weights.iter().map(|&(_, w)| w).sum();
         let mut target = self.rng.next_f64() * total;
-        for &(id, p) in &candidates {
-            target -= p;
+        for &(id, w) in &self.weights {
+            target -= w;
             if target < 0.0 {
                 return id;
             }
         }
-        candidates.last().map_or(0, |&(id, _)| id)
+        self.weights.last().map_or(0, |&(id, _)| id)
     }
 
-    /// The tokens that survive top-k, top-p and min-p, most likely first, with their
-    /// (unnormalised) probabilities after temperature.
-    pub fn candidates(&self, logits: &[f32]) -> Vec<(u32, f64)> {
+    /// The tokens that survive top-k, top-p and min-p with their (unnormalised) probabilities
+    /// after temperature: most likely first when top-p needs that order, else in id order, so
+    /// the vocabulary is sorted only for top-p.
+    pub fn candidates(&mut self, logits: &[f32]) -> &[(u32, f64)] {
         let p = &self.params;
-        let mut order: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &l)| (i as u32, l)).collect();
+        let order = &mut self.order;
+        order.clear();
+        order.extend(logits.iter().enumerate().map(|(i, &l)| (i as u32, l)));
         let by_logit = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
         if p.top_k > 0 && (p.top_k as usize) < order.len() {
             order.select_nth_unstable_by(p.top_k as usize - 1, by_logit);
             order.truncate(p.top_k as usize);
+            order.sort_unstable_by_key(|&(id, _)| id);
         }
-        order.sort_unstable_by(by_logit);
-        let max = order[0].1 as f64;
-        let temperature = p.temperature as f64;
-        let mut weighted: Vec<(u32, f64)> =
-            order.iter().map(|&(id, l)| (id, ((l as f64 - max) / temperature).exp())).collect();
-        let total: f64 = weighted.iter().map(|&(_, w)| w).sum();
         if p.top_p < 1.0 {
+            order.sort_unstable_by(by_logit);
+        }
+        let max = order.iter().fold(f32::NEG_INFINITY, |m, &(_, l)| m.max(l)) as f64;
+        let temperature = p.temperature as f64;
+        let weights = &mut self.weights;
+        weights.clear();
+        weights.extend(order.iter().map(|&(id, l)| (id, ((l as f64 - max) / temperature).exp())));
+        if p.top_p < 1.0 {
+            let total: f64 = weights.iter().map(|&(_, w)| w).sum();
             let mut cumulative = 0.0;
-            let keep = weighted
+            let keep = weights
                 .iter()
                 .position(|&(_, w)| {
                     cumulative += w / total;
                     cumulative >= p.top_p as f64
                 })
-                .map_or(weighted.len(), |i| i + 1);
-            weighted.truncate(keep);
+                .map_or(weights.len(), |i| i + 1);
+            weights.truncate(keep);
         }
         if p.min_p > 0.0 {
-            // The first candidate is the most likely and has weight exp(0) = 1.
-            let floor = p.min_p as f64 * weighted[0].1;
-            weighted.retain(|&(_, w)| w >= floor);
+            // The most likely token survives every filter and has weight exp(0) = 1.
+            let floor = p.min_p as f64;
+            weights.retain(|&(_, w)| w >= floor);
         }
-        weighted
+        weights
     }
 
     /// Divides positive logits of tokens seen in `history` by the penalty and multiplies
     /// negative ones by it; stays finite even for a penalty of 0.
-    fn penalize(&self, logits: &mut [f32], history: &[u32]) {
+    fn penalize(&mut self, logits: &mut [f32], history: &[u32]) {
         let penalty = self.params.repetition_penalty;
         if penalty == 1.0 {
             return;
         }
-        let mut seen = vec![false; logits.len()];
+        let seen = &mut self.seen;
+        seen.clear();
+        seen.resize(logits.len(), false);
         for &id in history {
             let Some(flag) = seen.get_mut(id as usize) else { continue };
             if std::mem::replace(flag, true) {
@@ -191,14 +207,17 @@ mod tests {
         let ids = |p: SamplingParams| -> Vec<u32> {
             Sampler::new(p).unwrap().candidates(&logits).iter().map(|&(id, _)| id).collect()
         };
+        // Without top-p the candidates keep id order; with it, the most likely come first.
         assert_eq!(ids(params(1.0, 2, 1.0, 0.0)), [1, 2]);
-        assert_eq!(ids(params(1.0, 0, 1.0, 0.0)), [1, 2, 3, 4, 0]);
+        assert_eq!(ids(params(1.0, 0, 1.0, 0.0)), [0, 1, 2, 3, 4]);
+        assert_eq!(ids(params(1.0, 0, 0.999, 0.0)), [1, 2, 3, 4, 0]);
         // Probabilities: 3.0 → 0.63, 2.0 → 0.23, 1.0 → 0.09 ...: 0.63 + 0.23 ≥ 0.8.
         assert_eq!(ids(params(1.0, 0, 0.8, 0.0)), [1, 2]);
         assert_eq!(ids(params(1.0, 0, 0.0, 0.0)), [1]);
         // min-p 0.1 keeps tokens at least a tenth as likely as the best: e^-2 = 0.135 stays,
         // 0.05 and e^-3 go.
         assert_eq!(ids(params(1.0, 0, 1.0, 0.1)), [1, 2, 3]);
+        assert_eq!(ids(params(1.0, 0, 0.999, 0.1)), [1, 2, 3]);
     }
 
     #[test]
