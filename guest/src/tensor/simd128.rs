@@ -70,8 +70,8 @@ fn tile<const T: usize, const N: usize, const TN: usize>(
 ) -> [f32; TN] {
     let mut acc = [f32x4_splat(0.0); TN];
     let k4 = k - k % 4;
-    let mut p = 0;
-    while p < k4 {
+    // Four floats of every row into the accumulators; the caller keeps p + 4 <= k.
+    let mut step = |p: usize| {
         let mut xv = [f32x4_splat(0.0); T];
         for (a, v) in xv.iter_mut().enumerate() {
             // SAFETY: row t0 + a < rows and p + 4 <= k, so the 16 bytes lie inside x.
@@ -84,6 +84,19 @@ fn tile<const T: usize, const N: usize, const TN: usize>(
                 acc[a * N + b] = f32x4_add(acc[a * N + b], f32x4_mul(xv[a], wv));
             }
         }
+    };
+    // Sixteen floats per loop turn: the engine's epoch check on each loop back-edge makes
+    // cranelift store and reload the accumulators there, so fewer turns spill less.
+    let mut p = 0;
+    while p + 16 <= k4 {
+        step(p);
+        step(p + 4);
+        step(p + 8);
+        step(p + 12);
+        p += 16;
+    }
+    while p < k4 {
+        step(p);
         p += 4;
     }
     let mut result = [0.0f32; TN];
@@ -272,6 +285,9 @@ mod tests {
             (5, 17, 7),
             (9, 64, 11),
             (16, 255, 13),
+            // Sixteen-float turns and the four-float steps after them, in both tile shapes.
+            (1, 100, 8),
+            (6, 52, 6),
         ]
         .iter()
         .enumerate()
