@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// The model bundled with the source tree, served when `--model` is not given.
-pub const BUNDLED_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/kjv-fortunes-18m/model-f16.gguf");
+pub const BUNDLED_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/kjv-fortunes-18m/model-q8_0.gguf");
 
 /// Longest duration any flag takes: a week.
 const MAX_SECONDS: f64 = 7.0 * 24.0 * 3600.0;
