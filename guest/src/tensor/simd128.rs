@@ -3,7 +3,7 @@
 //! The matrix product works on register tiles: each step loads four floats of a few input rows
 //! and a few weight rows and updates one accumulator per (row, weight) pair. Eight accumulators
 //! (4 rows × 2 weights) is what cranelift keeps in registers without spilling; one input row
-//! (decode) uses 1 × 4.
+//! (decode) uses 1 × 8, streaming eight weight rows at once, then 1 × 4 for what is left.
 
 use core::arch::wasm32::*;
 
@@ -43,6 +43,12 @@ pub fn matmul(
             j += 2;
         }
     } else {
+        while j + 8 <= n {
+            for t in 0..rows {
+                store(&tile::<1, 8, 8>(x, w, k, t, j), 1, 8, t, j);
+            }
+            j += 8;
+        }
         while j + 4 <= n {
             for t in 0..rows {
                 store(&tile::<1, 4, 4>(x, w, k, t, j), 1, 4, t, j);
