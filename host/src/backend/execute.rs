@@ -158,7 +158,7 @@ pub fn run(
         }
         Err(trap) => return Err(Trapped(trap)),
     };
-    let (metrics, mut tokens, mut last_token) = (&job.metrics, 0u32, None);
+    let (metrics, mut last_token) = (&job.metrics, None);
     let mut index = 0;
     let mut send_text = |text: String| {
         if !text.is_empty() {
@@ -180,11 +180,12 @@ pub fn run(
             Ok(Step::Prefill(_)) => {}
             Ok(Step::Token(token)) => {
                 let now = Instant::now();
-                let since = last_token.replace(now).unwrap_or(job.arrived);
-                let histogram = if tokens == 0 { &metrics.time_to_first_token } else { &metrics.inter_token_latency };
+                let (histogram, since) = match last_token.replace(now) {
+                    None => (&metrics.time_to_first_token, job.arrived),
+                    Some(previous) => (&metrics.inter_token_latency, previous),
+                };
                 Metrics::observe(histogram, now - since);
                 metrics.generation_tokens.inc();
-                tokens += 1;
                 send_text(token.text)
             }
             Ok(Step::Finished(finish)) => {

@@ -47,7 +47,7 @@ pub fn keep_alive(state: &AppState) -> KeepAlive {
 }
 
 /// 503: the worker takes no new jobs.
-fn shutting_down() -> ApiError {
+pub fn shutting_down() -> ApiError {
     ApiError::Unavailable { message: "the worker is shutting down".into(), retry_after_sec: None }
 }
 

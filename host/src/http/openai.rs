@@ -5,7 +5,7 @@
 use super::AppState;
 use super::body::json_body;
 use super::error::{ApiError, FieldError};
-use super::execute::{keep_alive, start_job};
+use super::execute::{keep_alive, shutting_down, start_job};
 use super::validation::ExecuteRequest;
 use crate::backend::execute::Event;
 use axum::Json;
@@ -174,7 +174,7 @@ async fn start(
     arrived: Instant,
 ) -> Result<(Completion, UnboundedReceiver<Event>, bool, bool), ApiError> {
     if state.is_shutting_down() {
-        return Err(ApiError::Unavailable { message: "the worker is shutting down".into(), retry_after_sec: None });
+        return Err(shutting_down());
     }
     let request: CompletionRequest = json_body(headers, body, &state.limits).await?;
     let stream = request.stream;
