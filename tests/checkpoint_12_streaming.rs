@@ -119,7 +119,7 @@ fn cancel_by_body_ends_the_stream_with_cancelled() {
 
 #[test]
 fn a_client_that_disconnects_cancels_its_job_and_frees_the_worker() {
-    let worker = kjv_worker(&["--max-queue", "0"]);
+    let worker = kjv_worker(&["--slots", "1", "--batch-size", "1", "--max-queue", "0"]);
     let mut stream = worker.stream(&long_job("vanish"));
     assert_eq!(stream.next().unwrap().name, "started");
     assert_eq!(stream.next().unwrap().name, "token");
@@ -133,7 +133,7 @@ fn a_client_that_disconnects_cancels_its_job_and_frees_the_worker() {
 
 #[test]
 fn a_full_queue_answers_503_with_retry_after() {
-    let worker = kjv_worker(&["--max-queue", "1"]);
+    let worker = kjv_worker(&["--slots", "1", "--batch-size", "1", "--max-queue", "1"]);
     let mut running = worker.stream(&long_job("running"));
     assert_eq!(running.next().unwrap().name, "started");
     let queued = std::thread::spawn({

@@ -93,7 +93,9 @@ fn a_job_past_its_deadline_ends_with_timeout_and_the_guest_stays() {
 #[test]
 fn a_runaway_guest_is_trapped_and_rebuilt_from_the_bytes_read_at_start() {
     let model = linked_124m("runaway");
-    let worker = Worker::start(&["--model", model.to_str().unwrap(), "--guest-call-timeout-sec", RUNAWAY_LIMIT]);
+    // One slot: while it is rebuilt, no slot is up.
+    let worker =
+        Worker::start(&["--model", model.to_str().unwrap(), "--slots", "1", "--guest-call-timeout-sec", RUNAWAY_LIMIT]);
     // The path is gone: a rebuild that reopened it would fail.
     std::fs::remove_file(&model).unwrap();
     let health = HealthWatch::start(&worker);
@@ -149,7 +151,16 @@ fn corrupt_in_place(path: &Path) {
 fn a_guest_that_cannot_be_rebuilt_fails_the_queue_and_the_worker_exits_1() {
     let model = scratch("unrebuildable").join("model.gguf");
     std::fs::copy(crate::support::gpt2_124m(), &model).unwrap();
-    let mut worker = Worker::start(&["--model", model.to_str().unwrap(), "--guest-call-timeout-sec", RUNAWAY_LIMIT]);
+    let mut worker = Worker::start(&[
+        "--model",
+        model.to_str().unwrap(),
+        "--slots",
+        "1",
+        "--batch-size",
+        "1",
+        "--guest-call-timeout-sec",
+        RUNAWAY_LIMIT,
+    ]);
     corrupt_in_place(&model);
     // One job decodes while a runaway and a short job queue behind it.
     let mut first = worker.stream(&json!({"job_id": "first", "prompt": "Hello", "max_tokens": 40}));

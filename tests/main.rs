@@ -30,3 +30,4 @@ mod checkpoint_24_readme_command;
 mod checkpoint_25_component_cache;
 mod checkpoint_26_flags;
 mod checkpoint_27_operations;
+mod checkpoint_28_slots_and_batching;

@@ -1,5 +1,7 @@
-//! The component's exports: the `llorch:gpt2/inference` interface and `wasi:cli/run`.
+//! The component's exports: the `llorch:gpt2/inference` and `llorch:gpt2/checking` interfaces
+//! and `wasi:cli/run`.
 
+use crate::batch::Batch;
 use crate::error::Error;
 use crate::generation::{Finish, GenerateOptions, Generation, Step, StopReason};
 use crate::model::Model;
@@ -10,6 +12,7 @@ use std::sync::Arc;
 
 wit_bindgen::generate!({ path: "../wit", world: "worker" });
 
+use exports::llorch::gpt2::checking;
 use exports::llorch::gpt2::inference as wit;
 
 struct Component;
@@ -22,6 +25,9 @@ struct ModelFileResource(RefCell<FileBuffer>);
 
 /// A generation; `next` takes `&self`, hence the cell.
 struct GenerationResource(RefCell<Generation>);
+
+/// A batch of generations; its methods take `&self`, hence the cell.
+struct BatchResource(RefCell<Batch>);
 
 impl From<Error> for wit::Error {
     fn from(e: Error) -> Self {
@@ -52,6 +58,16 @@ impl From<wit::GenerateOptions> for GenerateOptions {
     }
 }
 
+impl From<Step> for wit::Step {
+    fn from(step: Step) -> Self {
+        match step {
+            Step::Prefill(done) => wit::Step::Prefill(done),
+            Step::Token { id, text } => wit::Step::Token(wit::Token { id, text }),
+            Step::Finished(finish) => wit::Step::Finished(finish.into()),
+        }
+    }
+}
+
 impl From<Finish> for wit::Finish {
     fn from(f: Finish) -> Self {
         wit::Finish {
@@ -71,6 +87,7 @@ impl wit::Guest for Component {
     type ModelFile = ModelFileResource;
     type Model = ModelResource;
     type Generation = GenerationResource;
+    type Batch = BatchResource;
 
     fn generate_text(model_path: String, prompt: String, options: wit::GenerateOptions) -> Result<String, wit::Error> {
         let model = Arc::new(Model::open(&model_path)?);
@@ -144,32 +161,58 @@ impl wit::GuestModel for ModelResource {
         Ok(self.0.tokenizer.decode(&tokens)?)
     }
 
-    fn logits(&self, tokens: Vec<u32>) -> Result<Vec<f32>, wit::Error> {
-        Ok(self.0.logits(&tokens)?)
-    }
-
-    fn checkpoints(&self, tokens: Vec<u32>) -> Result<Vec<wit::Tensor>, wit::Error> {
-        Ok(self
-            .0
-            .checkpoints(&tokens)?
-            .into_iter()
-            .map(|(name, shape, data)| wit::Tensor { name, shape: shape.into_iter().map(|d| d as u32).collect(), data })
-            .collect())
-    }
-
     fn generate(&self, prompt: Vec<u32>, options: wit::GenerateOptions) -> Result<wit::Generation, wit::Error> {
         let generation = Generation::new(self.0.clone(), &prompt, &options.into())?;
         Ok(wit::Generation::new(GenerationResource(RefCell::new(generation))))
+    }
+
+    fn batch(&self, prompt_budget: u32) -> wit::Batch {
+        wit::Batch::new(BatchResource(RefCell::new(Batch::new(self.0.clone(), prompt_budget as usize))))
     }
 }
 
 impl wit::GuestGeneration for GenerationResource {
     fn next(&self) -> wit::Step {
-        match self.0.borrow_mut().next_step() {
-            Step::Prefill(done) => wit::Step::Prefill(done),
-            Step::Token { id, text } => wit::Step::Token(wit::Token { id, text }),
-            Step::Finished(finish) => wit::Step::Finished(finish.into()),
-        }
+        self.0.borrow_mut().next_step().into()
+    }
+}
+
+impl wit::GuestBatch for BatchResource {
+    fn add(&self, prompt: Vec<u32>, options: wit::GenerateOptions) -> Result<u32, wit::Error> {
+        Ok(self.0.borrow_mut().add(&prompt, &options.into())?)
+    }
+
+    fn remove(&self, id: u32) -> bool {
+        self.0.borrow_mut().remove(id)
+    }
+
+    fn len(&self) -> u32 {
+        self.0.borrow().len() as u32
+    }
+
+    fn step(&self) -> Vec<wit::SequenceStep> {
+        let steps = self.0.borrow_mut().step();
+        steps.into_iter().map(|(id, step)| wit::SequenceStep { id, step: step.into() }).collect()
+    }
+}
+
+impl checking::Guest for Component {
+    fn logits(model: wit::ModelBorrow<'_>, tokens: Vec<u32>) -> Result<Vec<f32>, wit::Error> {
+        Ok(model.get::<ModelResource>().0.logits(&tokens)?)
+    }
+
+    fn checkpoints(model: wit::ModelBorrow<'_>, tokens: Vec<u32>) -> Result<Vec<checking::Tensor>, wit::Error> {
+        Ok(model
+            .get::<ModelResource>()
+            .0
+            .checkpoints(&tokens)?
+            .into_iter()
+            .map(|(name, shape, data)| checking::Tensor {
+                name,
+                shape: shape.into_iter().map(|d| d as u32).collect(),
+                data,
+            })
+            .collect())
     }
 }
 

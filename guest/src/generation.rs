@@ -4,6 +4,7 @@
 use crate::cache::KvCache;
 use crate::error::{Error, Result};
 use crate::model::Model;
+use crate::model::gpt2::Segment;
 use crate::sampler::{Sampler, SamplingParams};
 use crate::stream::{Released, TextStream};
 use std::sync::Arc;
@@ -59,11 +60,8 @@ pub struct Generation {
     stream: TextStream,
     /// Prompt followed by every generated token.
     history: Vec<u32>,
-    prompt_len: usize,
     max_tokens: u32,
     generated: u32,
-    /// Logits for the next draw, once the prompt (or the last token) has been through the model.
-    logits: Option<Vec<f32>>,
     /// Set once the generation has ended; returned by every later step.
     finish: Option<Finish>,
 }
@@ -83,36 +81,47 @@ impl Generation {
             sampler,
             stream: TextStream::new(&options.stop),
             history: prompt.to_vec(),
-            prompt_len: prompt.len(),
             max_tokens: options.max_tokens,
             generated: 0,
-            logits: None,
             finish: None,
         })
     }
 
-    /// Does one bounded piece of work.
+    /// Does one bounded piece of work: a chunk of the prompt, or one token (the last chunk of
+    /// the prompt also draws the first token).
     pub fn next_step(&mut self) -> Step {
         if let Some(finish) = &self.finish {
             return Step::Finished(finish.clone());
         }
         let done = self.cache.len();
-        if done < self.prompt_len {
-            let end = (done + PREFILL_CHUNK).min(self.prompt_len);
-            let logits = self.model.gpt2.forward(&self.history[done..end], &mut self.cache, false, None);
-            if end == self.prompt_len {
-                self.logits = Some(logits);
-            }
-            return Step::Prefill(end as u32);
+        let tokens = &self.history[done..self.history.len().min(done + PREFILL_CHUNK)];
+        let mut logits = self.model.gpt2.forward(&mut [Segment { tokens, cache: &mut self.cache }], false, None);
+        self.advance(&mut logits)
+    }
+
+    /// The generation's finish once it has ended.
+    pub fn finished(&self) -> Option<&Finish> {
+        self.finish.as_ref()
+    }
+
+    /// Tokens not yet through the model: the rest of the prompt, or the last generated token.
+    pub fn pending(&self) -> usize {
+        self.history.len() - self.cache.len()
+    }
+
+    /// The next `n` pending tokens with the cache they extend, for a forward pass.
+    pub fn segment(&mut self, n: usize) -> Segment<'_> {
+        let done = self.cache.len();
+        Segment { tokens: &self.history[done..done + n], cache: &mut self.cache }
+    }
+
+    /// Takes the logits `[V]` of the forward pass that went through this generation's segment:
+    /// reports prompt progress, or draws the next token once every pending token is through.
+    pub fn advance(&mut self, logits: &mut [f32]) -> Step {
+        if self.cache.len() < self.history.len() {
+            return Step::Prefill(self.cache.len() as u32);
         }
-        let mut logits = match self.logits.take() {
-            Some(logits) => logits,
-            None => {
-                let last = &self.history[self.history.len() - 1..];
-                self.model.gpt2.forward(last, &mut self.cache, false, None)
-            }
-        };
-        let id = self.sampler.sample(&mut logits, &self.history);
+        let id = self.sampler.sample(logits, &self.history);
         if id == self.model.tokenizer.eos() {
             let finish = self.finish_record(StopReason::Eos, None);
             self.finish = Some(finish.clone());

@@ -3,6 +3,7 @@
 //!
 //! Natively the same code is a library, so it can be unit-tested and benchmarked without wasm.
 
+pub mod batch;
 pub mod cache;
 pub mod cli;
 pub mod error;

@@ -36,7 +36,14 @@ pub struct Args {
     /// ~/.cache/llorch-cpud; without either, nothing is cached].
     #[arg(long, env = "LLORCH_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
-    /// Jobs that may wait behind the running one before /execute answers 503.
+    /// Guest instances serving jobs, each in its own sandbox with its own thread [default: the
+    /// available cores].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub slots: Option<u32>,
+    /// Jobs one slot runs together, advancing them one token each per forward pass.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub batch_size: u32,
+    /// Jobs that may wait while every slot is full before /execute answers 503.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(0..=65_536))]
     pub max_queue: u32,
     /// Wall-clock limit of one job, in seconds; past it the job ends with TIMEOUT between steps.
@@ -46,7 +53,7 @@ pub struct Args {
     /// has run away and is stopped, discarded and rebuilt.
     #[arg(long, default_value = "60", value_parser = seconds)]
     pub guest_call_timeout_sec: Duration,
-    /// Cap on the guest's memory in MiB, at most wasm32's 4096 [default: five times the model
+    /// Cap on each guest's memory in MiB, at most wasm32's 4096 [default: five times the model
     /// file plus 512 MiB].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub max_memory_mb: Option<u64>,
@@ -78,6 +85,11 @@ fn seconds(text: &str) -> Result<Duration, String> {
 }
 
 impl Args {
+    /// Slots to run: the flag, else one per available core.
+    pub fn slots(&self) -> usize {
+        self.slots.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), |n| n as usize)
+    }
+
     /// The cache directory: the flag, else `$XDG_CACHE_HOME/llorch-cpud`, else
     /// `$HOME/.cache/llorch-cpud`; None when neither variable is set, because a shared
     /// directory such as /tmp is no place for native code the worker will run.
@@ -112,6 +124,8 @@ mod tests {
             &["--max-queue", "-1"],
             &["--max-body-bytes", "0"],
             &["--max-connections", "0"],
+            &["--slots", "0"],
+            &["--batch-size", "257"],
             &["--inference-timeout-sec", "nan"],
         ] {
             let error = Args::try_parse_from(std::iter::once("llorch-cpud").chain(bad.iter().copied())).unwrap_err();

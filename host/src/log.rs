@@ -29,9 +29,9 @@ pub fn init(worker_id: &str) -> WorkerGuard {
     guard
 }
 
-/// The current time in RFC 3339, UTC.
-pub fn rfc3339_now() -> String {
-    time::OffsetDateTime::now_utc()
+/// `at` in RFC 3339, UTC.
+pub fn rfc3339(at: std::time::SystemTime) -> String {
+    time::OffsetDateTime::from(at)
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_string())
 }
@@ -50,7 +50,7 @@ where
         let mut fields = Map::new();
         event.record(&mut JsonVisitor(&mut fields));
         let mut line = Map::new();
-        line.insert("timestamp".into(), json!(rfc3339_now()));
+        line.insert("timestamp".into(), json!(rfc3339(std::time::SystemTime::now())));
         line.insert("level".into(), json!(event.metadata().level().as_str().to_ascii_lowercase()));
         line.insert("message".into(), fields.remove("message").unwrap_or_else(|| json!("")));
         line.insert("worker_id".into(), json!(self.worker_id));

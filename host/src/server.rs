@@ -26,22 +26,24 @@ pub async fn run(args: Args) -> Result<()> {
         .len();
     let memory_bytes = args.max_memory_mb.map_or_else(|| default_memory_cap(file_bytes), |mb| mb << 20);
     let limits = GuestLimits { memory_bytes, load_timeout: LOAD_TIMEOUT };
-    let (max_queue, call_limit, model_path) =
-        (args.max_queue as usize, args.guest_call_timeout_sec, args.model.clone());
+    let (slots, batch_size, max_queue) = (args.slots(), args.batch_size as usize, args.max_queue as usize);
+    let (call_limit, model_path) = (args.guest_call_timeout_sec, args.model.clone());
     let backend = tokio::task::spawn_blocking(move || -> Result<Backend> {
         let model = ModelFile::open(&model_path, memory_bytes)?;
         let runtime = Runtime::new(cache.as_ref())?;
-        Backend::start(runtime, BackendConfig { model, limits, max_queue, call_limit })
+        let prompt_budget = crate::backend::PROMPT_BUDGET;
+        let config = BackendConfig { model, limits, slots, batch_size, prompt_budget, max_queue, call_limit };
+        Backend::start(runtime, config)
     })
     .await??;
     let info = &backend.info;
     tracing::info!(
-        "model loaded: {} ({} parameters, {} weights, context {}, guest memory {} bytes)",
+        "model loaded: {} ({} parameters, {} weights, context {}, guest memory {} bytes); {slots} slots of {batch_size} jobs",
         info.name,
         info.parameter_count,
         info.weight_type,
         info.context_length,
-        backend.memory.load(std::sync::atomic::Ordering::Relaxed)
+        backend.memory_bytes()
     );
     let listener = tokio::net::TcpListener::bind((args.bind_address, args.port))
         .await
@@ -66,7 +68,7 @@ pub async fn run(args: Args) -> Result<()> {
         let ready = Ready {
             worker_id: &args.worker_id,
             uri: format!("http://{address}"),
-            memory_bytes: state.backend.memory.load(std::sync::atomic::Ordering::Relaxed),
+            memory_bytes: state.backend.memory_bytes(),
             model_ref: &state.backend.info.name,
         };
         callback::send_ready(url, &ready, args.callback_timeout_sec).await.map_err(anyhow::Error::msg)?;

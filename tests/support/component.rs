@@ -43,8 +43,8 @@ pub fn deadline() -> Instant {
 
 /// Block-0 activations and logits of the bundled model for "Hello." ([15496, 13]), computed
 /// once per process by the real component.
-pub fn hello_checkpoints() -> &'static [llorch_cpud::backend::wit::Tensor] {
-    static CHECKPOINTS: OnceLock<Vec<llorch_cpud::backend::wit::Tensor>> = OnceLock::new();
+pub fn hello_checkpoints() -> &'static [llorch_cpud::backend::checking::Tensor] {
+    static CHECKPOINTS: OnceLock<Vec<llorch_cpud::backend::checking::Tensor>> = OnceLock::new();
     CHECKPOINTS.get_or_init(|| load(&super::kjv()).checkpoints(&[15496, 13], deadline()).expect("checkpoints"))
 }
 
@@ -59,22 +59,26 @@ pub fn compare_hello_checkpoint(name: &str, tolerance: f32) {
     super::assert_close(name, &got_shape, &got.data, want_shape, want, tolerance);
 }
 
-/// Runs a generation in `guest` to its end; returns every token and the finish.
+/// Runs a generation in `guest`, alone in a batch, to its end; returns every token and the finish.
 pub fn generate_all(
     guest: &mut Guest,
     prompt: &[u32],
     options: &llorch_cpud::backend::wit::GenerateOptions,
 ) -> (Vec<llorch_cpud::backend::wit::Token>, llorch_cpud::backend::wit::Finish) {
     use llorch_cpud::backend::wit::Step;
-    let generation = guest.generate(prompt, options, deadline()).expect("generation starts");
+    let batch = guest.batch(64, deadline()).expect("a batch");
+    let id = guest.add(batch, prompt, options, deadline()).expect("generation starts");
     let mut tokens = Vec::new();
-    let finish = loop {
-        match guest.next(generation, deadline()).expect("a step") {
-            Step::Prefill(_) => {}
-            Step::Token(token) => tokens.push(token),
-            Step::Finished(finish) => break finish,
+    let finish = 'run: loop {
+        for step in guest.step(batch, deadline()).expect("a step") {
+            assert_eq!(step.id, id);
+            match step.step {
+                Step::Prefill(_) => {}
+                Step::Token(token) => tokens.push(token),
+                Step::Finished(finish) => break 'run finish,
+            }
         }
     };
-    guest.finish(generation, deadline()).expect("generation freed");
+    guest.drop_batch(batch, deadline()).expect("batch freed");
     (tokens, finish)
 }

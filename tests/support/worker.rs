@@ -94,8 +94,24 @@ impl Worker {
         Worker::start_command(command(args))
     }
 
-    /// Starts a prepared command and waits until the worker logs its address.
+    /// Starts a prepared command and waits until the worker logs its address and every slot has
+    /// loaded its guest (the first is loaded before it listens, the others after), so tests see
+    /// the worker at its full size.
     pub fn start_command(command: Command) -> Worker {
+        let worker = Self::listening(command);
+        let started = Instant::now();
+        loop {
+            let (_, health) = worker.get("/health");
+            if health["slots_up"] == health["slots"] {
+                return worker;
+            }
+            assert!(started.elapsed() < Duration::from_secs(120), "slots did not load: {health} {:?}", worker.logs());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts a prepared command and waits until the worker logs its address.
+    fn listening(command: Command) -> Worker {
         let (mut child, logs, _reader) = start_process(command);
         let started = Instant::now();
         loop {

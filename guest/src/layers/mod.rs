@@ -10,6 +10,16 @@ pub mod layer_norm;
 pub mod linear;
 pub mod transformer;
 
+use crate::cache::LayerCache;
+
+/// One sequence's rows in a forward pass through a block: T rows of the activations at
+/// positions `start..start+T`, and that sequence's cache of the block.
+pub struct SequenceRows<'a> {
+    pub t: usize,
+    pub start: usize,
+    pub cache: &'a mut LayerCache,
+}
+
 /// One recorded activation: name, shape (slowest first) and values.
 pub type Checkpoint = (String, Vec<usize>, Vec<f32>);
 

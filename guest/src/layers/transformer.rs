@@ -1,12 +1,11 @@
 //! One pre-norm transformer block: attention and MLP, each added to the residual stream.
 
-use crate::cache::LayerCache;
 use crate::error::Result;
 use crate::gguf::Gguf;
 use crate::layers::attention::Attention;
 use crate::layers::ffn::Ffn;
 use crate::layers::layer_norm::LayerNorm;
-use crate::layers::{Trace, record};
+use crate::layers::{SequenceRows, Trace, record};
 use crate::model::config::Config;
 use crate::tensor::FileBuffer;
 use std::sync::Arc;
@@ -31,20 +30,14 @@ impl Block {
         })
     }
 
-    /// x: `[T, C]` residual stream, updated in place; `cache` holds `start` earlier positions
-    /// and receives this call's keys and values.
-    pub fn forward(
-        &self,
-        x: &mut [f32],
-        t: usize,
-        cache: &mut LayerCache,
-        start: usize,
-        mut trace: Option<&mut Trace>,
-    ) {
+    /// x: `[T, C]` residual stream of the sequences in `rows`, one after another, updated in
+    /// place; each sequence's cache receives its keys and values.
+    pub fn forward(&self, x: &mut [f32], rows: &mut [SequenceRows<'_>], mut trace: Option<&mut Trace>) {
+        let t: usize = rows.iter().map(|r| r.t).sum();
         let c = x.len() / t;
         let h = self.ln_1.forward(x); // [T, C]
         record(&mut trace, "ln_1", &[t, c], &h);
-        let a = self.attn.forward(&h, t, cache, start, trace.as_deref_mut()); // [T, C]
+        let a = self.attn.forward(&h, rows, trace.as_deref_mut()); // [T, C]
         record(&mut trace, "attn_out", &[t, c], &a);
         add_in_place(x, &a);
         let h = self.ln_2.forward(x); // [T, C]

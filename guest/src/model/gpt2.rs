@@ -6,10 +6,17 @@ use crate::gguf::Gguf;
 use crate::layers::embedding::Embedding;
 use crate::layers::layer_norm::LayerNorm;
 use crate::layers::transformer::Block;
-use crate::layers::{Trace, record};
+use crate::layers::{SequenceRows, Trace, record};
 use crate::model::config::Config;
 use crate::tensor::{FileBuffer, Matrix};
 use std::sync::Arc;
+
+/// One sequence's part of a forward pass: its next tokens and its KV cache.
+pub struct Segment<'a> {
+    /// `[T]`
+    pub tokens: &'a [u32],
+    pub cache: &'a mut KvCache,
+}
 
 /// GPT-2 with its weights.
 pub struct Gpt2 {
@@ -35,35 +42,49 @@ impl Gpt2 {
         Ok(Gpt2 { config, embedding, blocks, ln_f, lm_head })
     }
 
-    /// tokens: `[T]` (ids below V) at the positions after `cache` → logits `[T, V]` when
-    /// `all_positions`, else `[1, V]` for the last token. Fills `cache` with T more positions;
-    /// the caller keeps `cache.len() + T` within the context length.
+    /// One forward pass over the next tokens of several sequences at once: each segment's
+    /// tokens `[T_i]` (ids below V) sit at the positions after its own cache, and their rows go
+    /// through every weight matrix together (`[ΣT_i, C]`), so each weight is read once for the
+    /// whole batch. Returns logits `[B, V]`, the last position of each segment, or with
+    /// `all_positions` `[ΣT_i, V]`. Fills each cache with T_i more positions; the caller keeps
+    /// every cache within the context length.
     pub fn forward(
         &self,
-        tokens: &[u32],
-        cache: &mut KvCache,
+        segments: &mut [Segment<'_>],
         all_positions: bool,
         mut trace: Option<&mut Trace>,
     ) -> Vec<f32> {
-        let (t, c, v) = (tokens.len(), self.config.n_embd, self.config.n_vocab);
-        let start = cache.len();
-        let mut x = self.embedding.forward(tokens, start); // [T, C]
+        let (c, v) = (self.config.n_embd, self.config.n_vocab);
+        let t: usize = segments.iter().map(|s| s.tokens.len()).sum();
+        let mut x = Vec::with_capacity(t * c); // [T, C]
+        for segment in segments.iter() {
+            x.extend(self.embedding.forward(segment.tokens, segment.cache.len()));
+        }
         record(&mut trace, "embeddings", &[t, c], &x);
         if let Some(tr) = trace.as_deref_mut() {
             tr.set_prefix("b0.");
         }
-        for (i, (block, layer_cache)) in self.blocks.iter().zip(cache.layers.iter_mut()).enumerate() {
+        for (i, block) in self.blocks.iter().enumerate() {
+            let mut rows: Vec<SequenceRows<'_>> = segments
+                .iter_mut()
+                .map(|s| SequenceRows { t: s.tokens.len(), start: s.cache.len(), cache: &mut s.cache.layers[i] })
+                .collect();
             // Only block 0 is traced: its activations are the reference checkpoints.
             let block_trace = if i == 0 { trace.as_deref_mut() } else { None };
-            block.forward(&mut x, t, layer_cache, start, block_trace);
+            block.forward(&mut x, &mut rows, block_trace);
         }
         if let Some(tr) = trace.as_deref_mut() {
             tr.set_prefix("");
         }
-        cache.advance(t);
-        let rows = if all_positions { t } else { 1 };
-        let last = &x[(t - rows) * c..];
-        let normed = self.ln_f.forward(last); // [rows, C]
+        let mut last = Vec::with_capacity(segments.len() * c); // [B, C]
+        let mut end = 0;
+        for segment in segments.iter_mut() {
+            end += segment.tokens.len();
+            segment.cache.advance(segment.tokens.len());
+            last.extend_from_slice(&x[(end - 1) * c..end * c]);
+        }
+        let (rows, selected) = if all_positions { (t, &x) } else { (segments.len(), &last) };
+        let normed = self.ln_f.forward(selected); // [rows, C]
         let head = self.lm_head.as_ref().unwrap_or(&self.embedding.token);
         let mut logits = vec![0.0; rows * v];
         head.matmul(&mut logits, &normed, None, rows);
@@ -94,7 +115,13 @@ impl Gpt2 {
 
 #[cfg(test)]
 mod tests {
+    use super::Segment;
+    use crate::cache::KvCache;
     use crate::model::Model;
+
+    fn forward_one(model: &Model, tokens: &[u32], cache: &mut KvCache, all_positions: bool) -> Vec<f32> {
+        model.gpt2.forward(&mut [Segment { tokens, cache }], all_positions, None)
+    }
 
     fn tiny() -> Model {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/tiny-synthetic/model-f32.gguf");
@@ -106,20 +133,42 @@ mod tests {
         let model = tiny();
         let tokens = [464, 2068, 7586, 21831, 18045, 625, 262, 16931, 3290, 13];
         let (n, v) = (tokens.len() - 1, model.gpt2.config.n_vocab);
-        let whole = model.gpt2.forward(&tokens, &mut model.new_cache(tokens.len()).unwrap(), true, None);
+        let whole = forward_one(&model, &tokens, &mut model.new_cache(tokens.len()).unwrap(), true);
         assert_eq!(whole.len(), tokens.len() * v);
         // Prefill in uneven chunks, then decode the last token alone.
         let mut cache = model.new_cache(tokens.len()).unwrap();
         let mut last = Vec::new();
         for chunk in [&tokens[..3], &tokens[3..n]] {
-            last = model.gpt2.forward(chunk, &mut cache, false, None);
+            last = forward_one(&model, chunk, &mut cache, false);
         }
-        let step = model.gpt2.forward(&tokens[n..], &mut cache, false, None);
+        let step = forward_one(&model, &tokens[n..], &mut cache, false);
         assert_eq!(cache.len(), tokens.len());
         for (name, got, row) in [("prefill", &last, n - 1), ("step", &step, n)] {
             let want = &whole[row * v..(row + 1) * v];
             let worst = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
             assert!(worst < 1e-5, "{name}: logits differ by {worst}");
+        }
+    }
+
+    #[test]
+    fn a_batch_gives_each_sequence_its_own_logits() {
+        let model = tiny();
+        let v = model.gpt2.config.n_vocab;
+        let prompts: [&[u32]; 3] = [&[464, 2068, 7586], &[13, 198, 464, 318, 257, 1332, 13], &[50256]];
+        let alone: Vec<Vec<f32>> =
+            prompts.iter().map(|p| forward_one(&model, p, &mut model.new_cache(p.len() + 1).unwrap(), false)).collect();
+        let mut caches: Vec<KvCache> = prompts.iter().map(|p| model.new_cache(p.len() + 1).unwrap()).collect();
+        let mut segments: Vec<Segment<'_>> =
+            prompts.iter().zip(caches.iter_mut()).map(|(tokens, cache)| Segment { tokens, cache }).collect();
+        let together = model.gpt2.forward(&mut segments, false, None);
+        assert_eq!(together.len(), prompts.len() * v);
+        for (i, want) in alone.iter().enumerate() {
+            let got = &together[i * v..(i + 1) * v];
+            let worst = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            assert!(worst < 1e-5, "sequence {i}: logits differ by {worst}");
+        }
+        for (cache, prompt) in caches.iter().zip(prompts) {
+            assert_eq!(cache.len(), prompt.len());
         }
     }
 }

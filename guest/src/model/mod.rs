@@ -10,7 +10,7 @@ use crate::layers::{Checkpoint, Trace};
 use crate::tensor::FileBuffer;
 use crate::tokenizer::Tokenizer;
 use config::Config;
-use gpt2::Gpt2;
+use gpt2::{Gpt2, Segment};
 use std::io::Read;
 use std::sync::Arc;
 
@@ -121,14 +121,16 @@ impl Model {
     /// Logits `[T, V]` at every position of `tokens`.
     pub fn logits(&self, tokens: &[u32]) -> Result<Vec<f32>> {
         self.check_tokens(tokens, 0)?;
-        Ok(self.gpt2.forward(tokens, &mut self.new_cache(tokens.len())?, true, None))
+        let cache = &mut self.new_cache(tokens.len())?;
+        Ok(self.gpt2.forward(&mut [Segment { tokens, cache }], true, None))
     }
 
     /// Activations of block 0 and the logits at every position of `tokens`.
     pub fn checkpoints(&self, tokens: &[u32]) -> Result<Vec<Checkpoint>> {
         self.check_tokens(tokens, 0)?;
         let mut trace = Trace::default();
-        self.gpt2.forward(tokens, &mut self.new_cache(tokens.len())?, true, Some(&mut trace));
+        let cache = &mut self.new_cache(tokens.len())?;
+        self.gpt2.forward(&mut [Segment { tokens, cache }], true, Some(&mut trace));
         Ok(trace.checkpoints)
     }
 

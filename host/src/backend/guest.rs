@@ -2,29 +2,18 @@
 //! component, each under a deadline.
 
 use super::Worker;
+use super::checking::Tensor;
+use super::guest_state::GuestState;
 use super::memory_limit::MemoryLimiter;
 use super::model_file::ModelFile;
 use super::runtime::{EPOCH_TICK, Runtime};
-use super::wit::{Error as WitError, GenerateOptions, ModelInfo, Step, Tensor};
+use super::wit::{Error as WitError, GenerateOptions, ModelInfo, SequenceStep};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 use wasmtime::component::{ResourceAny, ResourceTable};
 use wasmtime::{Store, Trap};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-
-/// The host-side state of one guest.
-pub struct GuestState {
-    wasi: WasiCtx,
-    table: ResourceTable,
-    limiter: MemoryLimiter,
-}
-
-impl WasiView for GuestState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
-    }
-}
+use wasmtime_wasi::WasiCtx;
 
 /// Why a guest call did not return a value.
 #[derive(Debug)]
@@ -141,35 +130,45 @@ impl Guest {
 
     /// Logits `[T, V]` at every position.
     pub fn logits(&mut self, tokens: &[u32], deadline: Instant) -> Result<Vec<f32>, CallError> {
-        self.call(deadline, |s, w, m| w.llorch_gpt2_inference().model().call_logits(s, m, tokens))?
-            .map_err(CallError::Refused)
+        self.call(deadline, |s, w, m| w.llorch_gpt2_checking().call_logits(s, m, tokens))?.map_err(CallError::Refused)
     }
 
     /// Block-0 activations and logits.
     pub fn checkpoints(&mut self, tokens: &[u32], deadline: Instant) -> Result<Vec<Tensor>, CallError> {
-        self.call(deadline, |s, w, m| w.llorch_gpt2_inference().model().call_checkpoints(s, m, tokens))?
+        self.call(deadline, |s, w, m| w.llorch_gpt2_checking().call_checkpoints(s, m, tokens))?
             .map_err(CallError::Refused)
     }
 
-    /// Starts a generation.
-    pub fn generate(
+    /// An empty batch whose steps take at most `prompt_budget` prompt tokens.
+    pub fn batch(&mut self, prompt_budget: u32, deadline: Instant) -> Result<ResourceAny, CallError> {
+        self.call(deadline, |s, w, m| w.llorch_gpt2_inference().model().call_batch(s, m, prompt_budget))
+    }
+
+    /// Frees `batch` and every sequence in it.
+    pub fn drop_batch(&mut self, batch: ResourceAny, deadline: Instant) -> Result<(), CallError> {
+        self.call(deadline, |s, _, _| batch.resource_drop(s))
+    }
+
+    /// Admits a generation to `batch`; returns its sequence id.
+    pub fn add(
         &mut self,
+        batch: ResourceAny,
         prompt: &[u32],
         options: &GenerateOptions,
         deadline: Instant,
-    ) -> Result<ResourceAny, CallError> {
-        self.call(deadline, |s, w, m| w.llorch_gpt2_inference().model().call_generate(s, m, prompt, options))?
+    ) -> Result<u32, CallError> {
+        self.call(deadline, |s, w, _| w.llorch_gpt2_inference().batch().call_add(s, batch, prompt, options))?
             .map_err(CallError::Refused)
     }
 
-    /// One step of a generation.
-    pub fn next(&mut self, generation: ResourceAny, deadline: Instant) -> Result<Step, CallError> {
-        self.call(deadline, |s, w, _| w.llorch_gpt2_inference().generation().call_next(s, generation))
+    /// Removes sequence `id` from `batch`.
+    pub fn remove(&mut self, batch: ResourceAny, id: u32, deadline: Instant) -> Result<(), CallError> {
+        self.call(deadline, |s, w, _| w.llorch_gpt2_inference().batch().call_remove(s, batch, id)).map(drop)
     }
 
-    /// Frees a generation's memory inside the guest.
-    pub fn finish(&mut self, generation: ResourceAny, deadline: Instant) -> Result<(), CallError> {
-        self.call(deadline, |s, _, _| generation.resource_drop(s))
+    /// One step of every sequence in `batch`.
+    pub fn step(&mut self, batch: ResourceAny, deadline: Instant) -> Result<Vec<SequenceStep>, CallError> {
+        self.call(deadline, |s, w, _| w.llorch_gpt2_inference().batch().call_step(s, batch))
     }
 }
 

@@ -1,58 +1,80 @@
-//! The inference backend: the guest component under wasmtime, driven by one dedicated thread.
+//! The inference backend: a scheduler over slots. Each slot is a guest instance in its own
+//! Store (its own memory cap and deadlines), driven by its own OS thread, running a batch of
+//! jobs that advance together one step per guest call.
 //!
-//! Why a thread and not async wasmtime: a generation is a loop of short, CPU-bound guest calls
-//! (one token or one prompt chunk each). Running them on their own OS thread keeps the tokio
-//! runtime free, so `/health` and the other routes answer at once while a job runs, and the
-//! thread checks cancel flags and deadlines between calls. One thread, because this worker is
-//! one inference slot: two would fight for the same cores.
+//! Why threads and not async wasmtime: a generation is a loop of short, CPU-bound guest calls
+//! (one step each). Running them on their own OS threads keeps the tokio runtime free, so
+//! `/health` and the other routes answer at once while jobs run, and each slot checks cancel
+//! flags and deadlines between calls. One thread per slot, because a component has no threads:
+//! parallelism is one instance per core.
 
 pub mod cancel;
 pub mod component_cache;
-pub mod execute;
 pub mod guest;
+pub mod guest_state;
 pub mod health;
+pub mod job;
 pub mod memory_limit;
 pub mod model_file;
 pub mod runtime;
+pub mod slot;
 
 wasmtime::component::bindgen!({ path: "../wit", world: "worker" });
 
+pub use exports::llorch::gpt2::checking;
 pub use exports::llorch::gpt2::inference as wit;
 
 use crate::metrics::Metrics;
 use cancel::CancelRegistry;
 use crossbeam_channel::{Receiver, Sender};
-use execute::Job;
-use guest::{CallError, Guest, GuestLimits};
-use health::{Health, ThreadAlive};
+use guest::{Guest, GuestLimits};
+use health::Health;
+use job::Job;
 use model_file::ModelFile;
 use runtime::Runtime;
+use slot::Slot;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 use wit::ModelInfo;
 
-/// Attempts at rebuilding a failed guest before the worker gives up.
-const REBUILD_ATTEMPTS: u32 = 3;
-/// Wait before the second attempt; doubled before each further one.
-const REBUILD_BACKOFF: Duration = Duration::from_millis(500);
+/// Prompt tokens one step of a slot takes beside one token of each decoding job: a step of 64
+/// prompt tokens takes about 0.7 s on GPT-2 124M, and each step is where a job can stop.
+pub const PROMPT_BUDGET: u32 = 64;
 
 /// How the backend is set up.
 pub struct BackendConfig {
     /// The model file, held open since start.
     pub model: ModelFile,
     pub limits: GuestLimits,
-    /// Jobs that may wait behind the running one.
+    /// Guest instances, each with its own thread.
+    pub slots: usize,
+    /// Jobs one slot runs together.
+    pub batch_size: usize,
+    /// Prompt tokens one step of a slot takes, beside one token of each decoding job.
+    pub prompt_budget: u32,
+    /// Jobs that may wait when every slot is full.
     pub max_queue: usize,
     /// Longest one guest call may run before the guest counts as runaway.
     pub call_limit: Duration,
 }
 
-/// A request answered between generation steps.
+/// A request any slot answers between its steps.
 enum Quick {
     Tokenize(String, oneshot::Sender<Result<Vec<u32>, BackendError>>),
     Detokenize(Vec<u32>, oneshot::Sender<Result<String, BackendError>>),
+}
+
+impl Quick {
+    /// Answers with `error` instead.
+    fn refuse(self, error: BackendError) {
+        // A requester that went away does not need the answer.
+        match self {
+            Quick::Tokenize(_, reply) => drop(reply.send(Err(error))),
+            Quick::Detokenize(_, reply) => drop(reply.send(Err(error))),
+        }
+    }
 }
 
 /// Why the backend did not do what was asked.
@@ -66,53 +88,106 @@ pub enum BackendError {
     Refused(String),
 }
 
-/// Handle to the inference thread, shared by the HTTP handlers.
+/// What the slots share: the queues they take work from, and what they need to rebuild a guest.
+pub struct Scheduler {
+    jobs: Receiver<Job>,
+    quick: Receiver<Quick>,
+    /// Slots waiting for work: while one waits, busy slots leave queued jobs to it.
+    idle: AtomicUsize,
+    /// Slots that have not given up.
+    live: AtomicUsize,
+    /// Jobs queued or running.
+    in_flight: Arc<AtomicUsize>,
+    batch_size: usize,
+    prompt_budget: u32,
+    call_limit: Duration,
+    runtime: Arc<Runtime>,
+    model: ModelFile,
+    limits: GuestLimits,
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+    fail: watch::Sender<Option<String>>,
+}
+
+impl Scheduler {
+    /// Lets go of a job that has sent its terminal event.
+    fn release(&self, job: Job) {
+        drop(job);
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// A slot could not rebuild its guest and stops. When it was the last, every queued job
+    /// fails and the server is told to exit.
+    fn slot_gave_up(&self, reason: String) {
+        if self.live.fetch_sub(1, Ordering::SeqCst) > 1 {
+            return;
+        }
+        for job in self.jobs.try_iter() {
+            self.metrics.requests_waiting.dec();
+            job.fail(&reason);
+            self.release(job);
+        }
+        let _ = self.fail.send(Some(reason));
+    }
+}
+
+/// Handle to the slots, shared by the HTTP handlers.
 pub struct Backend {
     jobs: Sender<Job>,
-    /// Jobs queued or running, at most `max_queue + 1`.
+    /// Jobs queued or running, at most `capacity`.
     in_flight: Arc<AtomicUsize>,
-    max_queue: usize,
+    /// Jobs the slots run at once plus those that may wait.
+    capacity: usize,
     quick: Sender<Quick>,
     pub health: Arc<Health>,
     pub cancels: Arc<CancelRegistry>,
     pub info: ModelInfo,
-    /// Current size of the guest's linear memory.
-    pub memory: Arc<AtomicU64>,
-    /// Becomes Some(reason) when the guest cannot be rebuilt and the worker must exit.
+    /// Current size of each slot's linear memory.
+    memory: Vec<Arc<AtomicU64>>,
+    /// Becomes Some(reason) when no slot can run and the worker must exit.
     pub failed: watch::Receiver<Option<String>>,
     pub metrics: Arc<Metrics>,
 }
 
 impl Backend {
-    /// Loads the model into a guest made from `runtime` and starts the inference thread. Fails
-    /// with a one-line reason when the model cannot be loaded.
+    /// Loads the model into the first slot's guest (failing with a one-line reason when it
+    /// cannot be loaded) and starts every slot's thread; the other slots load theirs there.
     pub fn start(runtime: Arc<Runtime>, config: BackendConfig) -> anyhow::Result<Self> {
-        let memory = Arc::new(AtomicU64::new(0));
-        let guest = Guest::load(&runtime, &config.model, &config.limits, memory.clone())
+        let memory: Vec<Arc<AtomicU64>> = (0..config.slots).map(|_| Arc::new(AtomicU64::new(0))).collect();
+        let guest = Guest::load(&runtime, &config.model, &config.limits, memory[0].clone())
             .map_err(|e| anyhow::anyhow!("cannot load the model: {e}"))?;
         let info = guest.info.clone();
         let (jobs, job_rx) = crossbeam_channel::unbounded();
-        let in_flight = Arc::new(AtomicUsize::new(0));
-        let max_queue = config.max_queue;
         let (quick, quick_rx) = crossbeam_channel::unbounded();
-        let health = Arc::new(Health::default());
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let health = Arc::new(Health::new(config.slots));
         let (fail, failed) = watch::channel(None);
         let metrics = Arc::new(Metrics::default());
-        let thread = InferenceThread {
-            metrics: metrics.clone(),
-            runtime,
-            config,
-            guest: Some(guest),
-            health: health.clone(),
-            memory: memory.clone(),
+        let scheduler = Arc::new(Scheduler {
+            jobs: job_rx,
+            quick: quick_rx,
+            idle: AtomicUsize::new(0),
+            live: AtomicUsize::new(config.slots),
             in_flight: in_flight.clone(),
+            batch_size: config.batch_size,
+            prompt_budget: config.prompt_budget,
+            call_limit: config.call_limit,
+            runtime,
+            model: config.model,
+            limits: config.limits,
+            health: health.clone(),
+            metrics: metrics.clone(),
             fail,
-        };
-        std::thread::Builder::new().name("inference".into()).spawn(move || thread.run(job_rx, quick_rx))?;
+        });
+        let mut first = Some(guest);
+        for (index, memory) in memory.iter().enumerate() {
+            let slot = Slot::new(index, scheduler.clone(), first.take(), memory.clone());
+            std::thread::Builder::new().name(format!("slot-{index}")).spawn(move || slot.run())?;
+        }
         Ok(Backend {
             jobs,
             in_flight,
-            max_queue,
+            capacity: config.slots * config.batch_size + config.max_queue,
             quick,
             health,
             cancels: Arc::new(CancelRegistry::default()),
@@ -123,11 +198,15 @@ impl Backend {
         })
     }
 
-    /// Queues a job; refused when one job runs and `max_queue` wait already.
+    /// Bytes of linear memory all guests hold.
+    pub fn memory_bytes(&self) -> u64 {
+        self.memory.iter().map(|m| m.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Queues a job; refused when every slot is full and `max_queue` jobs wait already.
     pub fn submit(&self, job: Job) -> Result<(), BackendError> {
-        let limit = self.max_queue + 1;
         self.in_flight
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < limit).then_some(n + 1))
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < self.capacity).then_some(n + 1))
             .map_err(|_| BackendError::Busy)?;
         self.metrics.requests_waiting.inc();
         self.jobs.send(job).map_err(|unsent| {
@@ -135,11 +214,11 @@ impl Backend {
             self.in_flight.fetch_sub(1, Ordering::SeqCst);
             // The client is told by the error status; the job's stream is never read.
             unsent.into_inner().ended.store(true, Ordering::SeqCst);
-            BackendError::Down("the inference thread has stopped".into())
+            BackendError::Down("the inference threads have stopped".into())
         })
     }
 
-    /// Text to token ids, answered between generation steps.
+    /// Text to token ids, answered by any slot between its steps.
     pub async fn tokenize(&self, text: String) -> Result<Vec<u32>, BackendError> {
         let (tx, rx) = oneshot::channel();
         self.ask(Quick::Tokenize(text, tx), rx).await
@@ -157,158 +236,7 @@ impl Backend {
         reply: oneshot::Receiver<Result<T, BackendError>>,
     ) -> Result<T, BackendError> {
         self.health.is_healthy().map_err(BackendError::Down)?;
-        self.quick.send(request).map_err(|_| BackendError::Down("the inference thread has stopped".into()))?;
+        self.quick.send(request).map_err(|_| BackendError::Down("the inference threads have stopped".into()))?;
         reply.await.unwrap_or_else(|_| Err(BackendError::Down("the guest failed while answering".into())))
-    }
-}
-
-/// The state owned by the inference thread.
-struct InferenceThread {
-    runtime: Arc<Runtime>,
-    config: BackendConfig,
-    /// None while a failed guest is being replaced.
-    guest: Option<Guest>,
-    health: Arc<Health>,
-    memory: Arc<AtomicU64>,
-    in_flight: Arc<AtomicUsize>,
-    fail: watch::Sender<Option<String>>,
-    metrics: Arc<Metrics>,
-}
-
-impl InferenceThread {
-    fn run(mut self, jobs: Receiver<Job>, quick: Receiver<Quick>) {
-        let health = self.health.clone();
-        let _alive = ThreadAlive(&health);
-        while self.guest.is_some() {
-            crossbeam_channel::select! {
-                recv(jobs) -> job => match job {
-                    Ok(job) => self.execute(job, &quick),
-                    Err(_) => return,
-                },
-                recv(quick) -> request => match request {
-                    Ok(request) => self.answer(request),
-                    Err(_) => return,
-                },
-            }
-        }
-        // The guest could not be rebuilt: end every queued job, then tell the server to exit.
-        let reason = self.health.is_healthy().err().unwrap_or_default();
-        for job in jobs.try_iter() {
-            self.metrics.requests_waiting.dec();
-            job.fail(&reason);
-            self.in_flight.fetch_sub(1, Ordering::SeqCst);
-        }
-        let _ = self.fail.send(Some(reason));
-    }
-
-    fn execute(&mut self, job: Job, quick: &Receiver<Quick>) {
-        let guest = self.guest.as_mut().expect("jobs run only while a guest exists");
-        let running = Running::start(self.metrics.clone());
-        let outcome = execute::run(guest, &job, self.config.call_limit, |guest| {
-            while let Ok(request) = quick.try_recv() {
-                // A trap here poisons the instance, so the job's next guest call fails too and
-                // the rebuild happens through the job's outcome.
-                let _ = answer_with(guest, request, self.config.call_limit);
-            }
-        });
-        if let Err(execute::Trapped(error)) = outcome {
-            self.discard_guest(&error);
-            job.fail(&format!("{error}; the guest is being rebuilt"));
-            drop(job);
-            self.rebuild();
-        }
-        drop(running);
-        self.in_flight.fetch_sub(1, Ordering::SeqCst);
-    }
-
-    fn answer(&mut self, request: Quick) {
-        let guest = self.guest.as_mut().expect("requests are answered only while a guest exists");
-        if let Err(error) = answer_with(guest, request, self.config.call_limit) {
-            self.discard_guest(&error);
-            self.rebuild();
-        }
-    }
-
-    /// Drops a trapped guest and marks the worker unhealthy until it is rebuilt.
-    fn discard_guest(&mut self, error: &CallError) {
-        self.metrics.guest_rebuilds.inc();
-        self.health.set_unavailable(format!("rebuilding the guest after a failure: {error}"));
-        self.guest = None;
-        tracing::error!("guest failed, rebuilding it: {error}");
-    }
-
-    /// Makes a fresh guest from the bytes verified at start, trying a few times with backoff.
-    /// Leaves `guest` None when every attempt failed.
-    fn rebuild(&mut self) {
-        let mut delay = REBUILD_BACKOFF;
-        for attempt in 1..=REBUILD_ATTEMPTS {
-            match Guest::load(&self.runtime, &self.config.model, &self.config.limits, self.memory.clone()) {
-                Ok(guest) => {
-                    self.guest = Some(guest);
-                    self.health.set_ready();
-                    tracing::info!("guest rebuilt");
-                    return;
-                }
-                Err(e) if attempt < REBUILD_ATTEMPTS => {
-                    tracing::error!("rebuilding the guest failed (attempt {attempt} of {REBUILD_ATTEMPTS}): {e}");
-                    std::thread::sleep(delay);
-                    delay *= 2;
-                }
-                Err(e) => {
-                    let reason = format!("the guest could not be rebuilt after {REBUILD_ATTEMPTS} attempts: {e}");
-                    tracing::error!("{reason}");
-                    self.health.set_unavailable(reason);
-                }
-            }
-        }
-    }
-}
-
-/// A job taken from the queue into the slot, for the gauges, until dropped.
-struct Running(Arc<Metrics>);
-
-impl Running {
-    fn start(metrics: Arc<Metrics>) -> Self {
-        metrics.requests_waiting.dec();
-        metrics.requests_running.inc();
-        metrics.slots_busy.inc();
-        Running(metrics)
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.0.requests_running.dec();
-        self.0.slots_busy.dec();
-    }
-}
-
-/// Answers one quick request; `Err` when the guest trapped.
-fn answer_with(guest: &mut Guest, request: Quick, call_limit: Duration) -> Result<(), CallError> {
-    let deadline = Instant::now() + call_limit;
-    match request {
-        Quick::Tokenize(text, reply) => reply_with(reply, guest.tokenize(&text, deadline)),
-        Quick::Detokenize(tokens, reply) => reply_with(reply, guest.detokenize(&tokens, deadline)),
-    }
-}
-/// Sends a guest call's result; a trap is returned to the caller after replying.
-fn reply_with<T>(
-    reply: oneshot::Sender<Result<T, BackendError>>,
-    result: Result<T, CallError>,
-) -> Result<(), CallError> {
-    // A requester that went away does not need the answer.
-    match result {
-        Ok(value) => {
-            let _ = reply.send(Ok(value));
-            Ok(())
-        }
-        Err(CallError::Refused(e)) => {
-            let _ = reply.send(Err(BackendError::Refused(guest::describe(&e))));
-            Ok(())
-        }
-        Err(trap) => {
-            let _ = reply.send(Err(BackendError::Down(trap.to_string())));
-            Err(trap)
-        }
     }
 }

@@ -1,7 +1,7 @@
 //! The wasmtime engine, the compiled guest component (cached on disk) and the epoch ticker.
 
 use super::component_cache::ComponentCache;
-use super::guest::GuestState;
+use super::guest_state::GuestState;
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};

@@ -4,13 +4,15 @@
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand, ValueEnum};
+use llorch_cpud::backend::PROMPT_BUDGET;
 use llorch_cpud::backend::component_cache::ComponentCache;
 use llorch_cpud::backend::guest::{Guest, GuestLimits};
 use llorch_cpud::backend::model_file::ModelFile;
 use llorch_cpud::backend::runtime::Runtime;
 use llorch_cpud::backend::wit::{self, Step};
 use llorch_cpud::gguf_writer::WeightType;
-use llorch_guest::generation::{self, GenerateOptions, Generation};
+use llorch_guest::batch::Batch;
+use llorch_guest::generation::{self, GenerateOptions};
 use llorch_guest::model::Model;
 use llorch_guest::sampler::SamplingParams;
 use serde_json::{Value, json};
@@ -61,6 +63,26 @@ enum Subcommands {
         #[arg(long, default_value = "models/tiny-synthetic/model-f32.gguf")]
         tokenizer: PathBuf,
     },
+    /// Batched throughput, like llama.cpp's `llama-batched-bench`: B sequences of `--npp` prompt
+    /// tokens and `--ntg` generated tokens run together, for every B in `--npl`, split over each
+    /// slot count in `--slots` (one guest instance and thread per slot).
+    Batched {
+        model: PathBuf,
+        #[arg(long, default_value_t = 128)]
+        npp: usize,
+        #[arg(long, default_value_t = 128)]
+        ntg: usize,
+        #[arg(long, value_delimiter = ',', default_value = "1,4,8,16")]
+        npl: Vec<usize>,
+        /// Slot counts [default: 1 and the available cores].
+        #[arg(long, value_delimiter = ',')]
+        slots: Vec<usize>,
+        /// llama.cpp's llama-batched-bench, run on the same file with threads = slots.
+        #[arg(long, env = "LLAMA_BATCHED_BENCH")]
+        llama_batched_bench: Option<PathBuf>,
+        #[arg(long, default_value = "target/bench-cache")]
+        cache_dir: PathBuf,
+    },
     /// Measures one engine on one model in this process and prints JSON (used by the default
     /// command, so that each measurement has its own peak memory).
     Measure {
@@ -106,6 +128,15 @@ fn main() -> Result<()> {
                        "peak_rss_bytes": m.peak_rss_bytes, "guest_memory_bytes": m.guest_memory_bytes})
             );
             Ok(())
+        }
+        Some(Subcommands::Batched { model, npp, ntg, npl, slots, llama_batched_bench, cache_dir }) => {
+            let slots = if slots.is_empty() {
+                let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+                if cores > 1 { vec![1, cores] } else { vec![1] }
+            } else {
+                slots
+            };
+            batched(&model, npp, ntg, &npl, &slots, llama_batched_bench.as_deref(), &cache_dir)
         }
         None => compare(&args),
     }
@@ -175,6 +206,130 @@ fn compare(args: &Args) -> Result<()> {
     Ok(())
 }
 
+/// One row of the batched table: B sequences on some slots.
+struct BatchedRow {
+    prefill_s: f64,
+    decode_s: f64,
+    total_s: f64,
+    decoded: usize,
+}
+
+fn batched(
+    model: &Path,
+    npp: usize,
+    ntg: usize,
+    npl: &[usize],
+    slots: &[usize],
+    llama: Option<&Path>,
+    cache_dir: &Path,
+) -> Result<()> {
+    let cache = ComponentCache::open(cache_dir)?;
+    let runtime = Runtime::new(Some(&cache))?;
+    let limits = GuestLimits { memory_bytes: 4 << 30, load_timeout: Duration::from_secs(600) };
+    let file = ModelFile::open(model, limits.memory_bytes)?;
+    let most = slots.iter().copied().max().unwrap_or(1);
+    let mut guests = (0..most)
+        .map(|_| Guest::load(&runtime, &file, &limits, Arc::new(AtomicU64::new(0))).map_err(|e| anyhow!("{e}")))
+        .collect::<Result<Vec<_>>>()?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let prompt = prompt_ids(guests[0].tokenize(PROMPT_TEXT, deadline).map_err(|e| anyhow!("{e}"))?, npp);
+    let name = model.file_name().and_then(|n| n.to_str()).unwrap_or("model");
+    println!("machine: {}; {name}; {npp} prompt + {ntg} generated tokens per sequence", cpu_name());
+    println!("S_PP = prompt tokens / time to every first token; S_TG = tokens after it / the rest; S = all / all");
+    println!();
+    println!("| engine | slots (threads) | B | T_PP s | S_PP tok/s | T_TG s | S_TG tok/s | T s | S tok/s |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for &n in slots {
+        for &b in npl {
+            let row = run_batched(&mut guests[..n], &prompt, b, ntg)?;
+            println!(
+                "| wasm | {n} | {b} | {:.3} | {:.1} | {:.3} | {:.1} | {:.3} | {:.1} |",
+                row.prefill_s,
+                (b * npp) as f64 / row.prefill_s,
+                row.decode_s,
+                row.decoded as f64 / row.decode_s,
+                row.total_s,
+                (b * (npp + ntg)) as f64 / row.total_s
+            );
+        }
+        if let Some(binary) = llama {
+            for line in llama_batched_bench(binary, model, npp, ntg, npl, n)? {
+                let f = |k: &str| line[k].as_f64().unwrap_or(f64::NAN);
+                println!(
+                    "| llama.cpp | {n} | {} | {:.3} | {:.1} | {:.3} | {:.1} | {:.3} | {:.1} |",
+                    f("pl"),
+                    f("t_pp"),
+                    f("speed_pp"),
+                    f("t_tg"),
+                    f("speed_tg"),
+                    f("t"),
+                    f("speed")
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs `b` sequences of `prompt`, split as evenly as can be over `guests`, each guest on its
+/// own thread; the phases end when the slowest slot's do.
+fn run_batched(guests: &mut [Guest], prompt: &[u32], b: usize, ntg: usize) -> Result<BatchedRow> {
+    let n = guests.len();
+    let shares: Vec<usize> = (0..n).map(|i| b / n + usize::from(i < b % n)).filter(|&share| share > 0).collect();
+    let start = std::sync::Barrier::new(shares.len());
+    let results = std::thread::scope(|scope| {
+        let threads: Vec<_> = guests
+            .iter_mut()
+            .zip(&shares)
+            .map(|(guest, &share)| {
+                let start = &start;
+                scope.spawn(move || {
+                    let prompts = vec![prompt; share];
+                    start.wait();
+                    // The whole prompt of every sequence in the first step, as llama-batched-bench does.
+                    time_in_guest(guest, &prompts, ntg, (share * prompt.len()) as u32)
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().map_err(|_| anyhow!("a slot thread panicked"))?)
+            .collect::<Result<Vec<_>>>()
+    })?;
+    let prefill_s = results.iter().map(|r| r.0).fold(0.0, f64::max);
+    let total_s = results.iter().map(|r| r.0 + r.1).fold(0.0, f64::max);
+    Ok(BatchedRow { prefill_s, decode_s: total_s - prefill_s, total_s, decoded: results.iter().map(|r| r.2).sum() })
+}
+
+/// llama-batched-bench's rows (JSON lines) on `model` with `threads` threads.
+fn llama_batched_bench(
+    binary: &Path,
+    model: &Path,
+    npp: usize,
+    ntg: usize,
+    npl: &[usize],
+    threads: usize,
+) -> Result<Vec<Value>> {
+    let most = npl.iter().copied().max().unwrap_or(1);
+    let list = npl.iter().map(usize::to_string).collect::<Vec<_>>().join(",");
+    let output = Command::new(binary)
+        .arg("-m")
+        .arg(model)
+        .args(["-c", &(most * (npp + ntg)).to_string(), "-b", "2048", "-ub", "512"])
+        .args(["-npp", &npp.to_string(), "-ntg", &ntg.to_string(), "-npl", &list])
+        .args(["-t", &threads.to_string(), "--output-format", "jsonl"])
+        .output()
+        .with_context(|| format!("running {}", binary.display()))?;
+    if !output.status.success() {
+        bail!("llama-batched-bench failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|v| v.get("speed_tg").is_some())
+        .collect())
+}
+
 fn measure_in_child(engine: Engine, model: &Path, args: &Args) -> Result<Measurement> {
     let engine_name = match engine {
         Engine::Wasm => "wasm",
@@ -209,22 +364,80 @@ fn prompt_ids(tokens: Vec<u32>, n: usize) -> Vec<u32> {
     tokens.iter().copied().cycle().take(n).collect()
 }
 
-/// Times one generation: (prefill seconds, decode seconds, tokens decoded). Prefill ends with
-/// the last `prefill` step; decode covers the token steps after it.
-fn time_steps<S>(mut next: impl FnMut() -> Result<S>, classify: impl Fn(&S) -> StepKind) -> Result<(f64, f64, usize)> {
+/// Times a batch of `sequences` to its end: (seconds until every sequence drew its first token,
+/// seconds after that, tokens drawn after that). `step` advances the batch once.
+fn time_batch(sequences: usize, mut step: impl FnMut() -> Result<Vec<(u32, StepKind)>>) -> Result<(f64, f64, usize)> {
     let started = Instant::now();
-    let mut prefill_done = None;
-    let mut decoded = 0;
-    loop {
-        let step = next()?;
-        match classify(&step) {
-            StepKind::Prefill => prefill_done = Some(started.elapsed()),
-            StepKind::Token => decoded += 1,
-            StepKind::Finished => break,
+    let (mut begun, mut finished) = (std::collections::HashSet::new(), 0);
+    let (mut prefill, mut decoded) = (None, 0);
+    while finished < sequences {
+        for (id, kind) in step()? {
+            match kind {
+                StepKind::Prefill => {}
+                StepKind::Token if prefill.is_some() => decoded += 1,
+                StepKind::Token => {
+                    begun.insert(id);
+                }
+                StepKind::Finished => {
+                    begun.insert(id);
+                    finished += 1;
+                }
+            }
+        }
+        if prefill.is_none() && begun.len() == sequences {
+            prefill = Some(started.elapsed());
         }
     }
-    let prefill = prefill_done.unwrap_or_default();
+    let prefill = prefill.unwrap_or_default();
     Ok((prefill.as_secs_f64(), (started.elapsed() - prefill).as_secs_f64(), decoded))
+}
+
+/// Runs `prompts` together in one batch of `guest` taking `budget` prompt tokens per step,
+/// `gen_tokens` each, greedy; timed as `time_batch` does.
+fn time_in_guest(guest: &mut Guest, prompts: &[&[u32]], gen_tokens: usize, budget: u32) -> Result<(f64, f64, usize)> {
+    let deadline = || Instant::now() + Duration::from_secs(600);
+    let s = SamplingParams::greedy();
+    let options = wit::GenerateOptions {
+        max_tokens: gen_tokens as u32,
+        sampling: wit::Sampling {
+            temperature: s.temperature,
+            top_k: s.top_k,
+            top_p: s.top_p,
+            min_p: s.min_p,
+            repetition_penalty: s.repetition_penalty,
+            seed: s.seed,
+        },
+        stop: vec![],
+    };
+    let batch = guest.batch(budget, deadline()).map_err(|e| anyhow!("{e}"))?;
+    for prompt in prompts {
+        guest.add(batch, prompt, &options, deadline()).map_err(|e| anyhow!("{e}"))?;
+    }
+    let timed = time_batch(prompts.len(), || {
+        let steps = guest.step(batch, deadline()).map_err(|e| anyhow!("{e}"))?;
+        Ok(steps
+            .into_iter()
+            .map(|s| {
+                let kind = match s.step {
+                    Step::Prefill(_) => StepKind::Prefill,
+                    Step::Token(_) => StepKind::Token,
+                    Step::Finished(_) => StepKind::Finished,
+                };
+                (s.id, kind)
+            })
+            .collect())
+    });
+    guest.drop_batch(batch, deadline()).map_err(|e| anyhow!("{e}"))?;
+    timed
+}
+
+/// What a native step did, for timing.
+fn kind(step: &generation::Step) -> StepKind {
+    match step {
+        generation::Step::Prefill(_) => StepKind::Prefill,
+        generation::Step::Token { .. } => StepKind::Token,
+        generation::Step::Finished(_) => StepKind::Finished,
+    }
 }
 
 enum StepKind {
@@ -260,33 +473,10 @@ fn measure(
                 load.push(started.elapsed().as_secs_f64());
             }
             let guest = guest.as_mut().ok_or_else(|| anyhow!("--runs must be at least 1"))?;
-            let deadline = || Instant::now() + Duration::from_secs(600);
-            let prompt =
-                prompt_ids(guest.tokenize(PROMPT_TEXT, deadline()).map_err(|e| anyhow!("{e}"))?, prompt_tokens);
-            let s = SamplingParams::greedy();
-            let options = wit::GenerateOptions {
-                max_tokens: gen_tokens as u32,
-                sampling: wit::Sampling {
-                    temperature: s.temperature,
-                    top_k: s.top_k,
-                    top_p: s.top_p,
-                    min_p: s.min_p,
-                    repetition_penalty: s.repetition_penalty,
-                    seed: s.seed,
-                },
-                stop: vec![],
-            };
+            let deadline = Instant::now() + Duration::from_secs(600);
+            let prompt = prompt_ids(guest.tokenize(PROMPT_TEXT, deadline).map_err(|e| anyhow!("{e}"))?, prompt_tokens);
             for _ in 0..runs {
-                let generation = guest.generate(&prompt, &options, deadline()).map_err(|e| anyhow!("{e}"))?;
-                let (p, d, n) = time_steps(
-                    || guest.next(generation, deadline()).map_err(|e| anyhow!("{e}")),
-                    |step| match step {
-                        Step::Prefill(_) => StepKind::Prefill,
-                        Step::Token(_) => StepKind::Token,
-                        Step::Finished(_) => StepKind::Finished,
-                    },
-                )?;
-                guest.finish(generation, deadline()).map_err(|e| anyhow!("{e}"))?;
+                let (p, d, n) = time_in_guest(guest, &[&prompt], gen_tokens, PROMPT_BUDGET)?;
                 prefill.push(prompt.len() as f64 / p);
                 decode.push(n as f64 / d);
             }
@@ -305,15 +495,10 @@ fn measure(
             let options =
                 GenerateOptions { max_tokens: gen_tokens as u32, sampling: SamplingParams::greedy(), stop: vec![] };
             for _ in 0..runs {
-                let mut generation = Generation::new(model.clone(), &prompt, &options)?;
-                let (p, d, n) = time_steps(
-                    || Ok(generation.next_step()),
-                    |step| match step {
-                        generation::Step::Prefill(_) => StepKind::Prefill,
-                        generation::Step::Token { .. } => StepKind::Token,
-                        generation::Step::Finished(_) => StepKind::Finished,
-                    },
-                )?;
+                let mut batch = Batch::new(model.clone(), PROMPT_BUDGET as usize);
+                batch.add(&prompt, &options)?;
+                let (p, d, n) =
+                    time_batch(1, || Ok(batch.step().into_iter().map(|(id, step)| (id, kind(&step))).collect()))?;
                 prefill.push(prompt.len() as f64 / p);
                 decode.push(n as f64 / d);
             }

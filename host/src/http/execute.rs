@@ -3,15 +3,16 @@
 use super::AppState;
 use super::body::json_body;
 use super::error::{ApiError, FieldError};
+use super::events::EventStream;
 use super::validation::{ExecuteRequest, ValidRequest};
 use crate::backend::BackendError;
 use crate::backend::cancel::RegisterError;
-use crate::backend::execute::{Event, Job};
+use crate::backend::job::{Job, JobEvent};
 use crate::backend::wit::{GenerateOptions, Sampling};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -31,11 +32,10 @@ pub async fn execute(State(state): State<Arc<AppState>>, headers: HeaderMap, bod
     }
     let request: ExecuteRequest = json_body(&headers, body, &state.limits).await?;
     let request = request.validate(state.backend.info.vocab_size).map_err(ApiError::Invalid)?;
+    let mut events = EventStream::new(request.job_id.clone());
     let receiver = start_job(&state, request, arrived).await?;
-    let stream = UnboundedReceiverStream::new(receiver).map(|event: Event| {
-        let data = serde_json::to_string(&event).expect("events serialize");
-        Ok::<_, Infallible>(SseEvent::default().event(event.name()).data(data))
-    });
+    let stream =
+        UnboundedReceiverStream::new(receiver).map(move |event| Ok::<_, Infallible>(events.next(event).to_sse()));
     // Comments on a quiet stream (a long prefill, a wait in the queue) keep proxies from
     // cutting it; clients skip them.
     Ok(Sse::new(stream).keep_alive(keep_alive(&state)).into_response())
@@ -57,7 +57,7 @@ pub async fn start_job(
     state: &AppState,
     request: ValidRequest,
     arrived: Instant,
-) -> Result<UnboundedReceiver<Event>, ApiError> {
+) -> Result<UnboundedReceiver<JobEvent>, ApiError> {
     let backend = &state.backend;
     let prompt = backend.tokenize(request.prompt.clone()).await.map_err(unavailable)?;
     check_context(&request, prompt.len(), backend.info.context_length)?;

@@ -3,6 +3,7 @@
 
 pub mod body;
 pub mod error;
+pub mod events;
 pub mod execute;
 pub mod openai;
 pub mod routes;

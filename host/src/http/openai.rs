@@ -7,7 +7,7 @@ use super::body::json_body;
 use super::error::{ApiError, FieldError};
 use super::execute::{keep_alive, shutting_down, start_job};
 use super::validation::ExecuteRequest;
-use crate::backend::execute::Event;
+use crate::backend::job::{EndReason, Failure, JobEvent};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
@@ -75,8 +75,8 @@ impl Completion {
 }
 
 /// OpenAI's finish reason for an `end` event's stop reason.
-fn finish_reason(stop_reason: &str) -> &'static str {
-    if stop_reason == "MAX_TOKENS" { "length" } else { "stop" }
+fn finish_reason(reason: EndReason) -> &'static str {
+    if reason == EndReason::MaxTokens { "length" } else { "stop" }
 }
 
 fn usage(prompt_tokens: u32, completion_tokens: u32) -> Value {
@@ -121,9 +121,9 @@ fn from_api_error(error: ApiError) -> Response {
 }
 
 /// A generation error event in OpenAI's shape.
-fn from_error_event(code: &str, message: &str) -> Value {
-    let kind = if code == "INVALID_REQUEST" { "invalid_request_error" } else { "server_error" };
-    json!({ "error": { "message": message, "type": kind, "param": null, "code": code.to_ascii_lowercase() } })
+fn from_failure(failure: Failure, message: &str) -> Value {
+    let kind = if failure == Failure::InvalidRequest { "invalid_request_error" } else { "server_error" };
+    json!({ "error": { "message": message, "type": kind, "param": null, "code": failure.code().to_ascii_lowercase() } })
 }
 
 /// This request as an `/execute` request, so the same rules apply.
@@ -172,7 +172,7 @@ async fn start(
     headers: &HeaderMap,
     body: Body,
     arrived: Instant,
-) -> Result<(Completion, UnboundedReceiver<Event>, bool, bool), ApiError> {
+) -> Result<(Completion, UnboundedReceiver<JobEvent>, bool, bool), ApiError> {
     if state.is_shutting_down() {
         return Err(shutting_down());
     }
@@ -192,23 +192,26 @@ async fn start(
 
 /// Waits for the whole completion. A client that leaves drops this future and the receiver
 /// with it, which cancels the job.
-async fn collect_completion(completion: Completion, mut receiver: UnboundedReceiver<Event>) -> Response {
+async fn collect_completion(completion: Completion, mut receiver: UnboundedReceiver<JobEvent>) -> Response {
     let (mut text, mut prompt_tokens) = (String::new(), 0);
     while let Some(event) = receiver.recv().await {
         match event {
-            Event::Started { prompt_tokens: n, .. } => prompt_tokens = n,
-            Event::Token { t, .. } => text.push_str(&t),
-            Event::End { tokens_out, stop_reason, .. } => {
+            JobEvent::Started { prompt_tokens: n, .. } => prompt_tokens = n,
+            JobEvent::Text(t) => text.push_str(&t),
+            JobEvent::End { tokens_out, reason, .. } => {
                 let choice = json!([{ "text": text, "index": 0, "logprobs": null,
-                    "finish_reason": finish_reason(stop_reason) }]);
+                    "finish_reason": finish_reason(reason) }]);
                 let mut answer = completion.object(choice);
                 answer["usage"] = usage(prompt_tokens, tokens_out);
                 return Json(answer).into_response();
             }
-            Event::Error { code, message, .. } => {
-                let status =
-                    if code == "INVALID_REQUEST" { StatusCode::BAD_REQUEST } else { StatusCode::INTERNAL_SERVER_ERROR };
-                return (status, Json(from_error_event(code, &message))).into_response();
+            JobEvent::Failed { failure, message } => {
+                let status = if failure == Failure::InvalidRequest {
+                    StatusCode::BAD_REQUEST
+                } else {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                };
+                return (status, Json(from_failure(failure, &message))).into_response();
             }
         }
     }
@@ -222,7 +225,7 @@ async fn collect_completion(completion: Completion, mut receiver: UnboundedRecei
 fn stream_completion(
     state: &AppState,
     completion: Completion,
-    mut receiver: UnboundedReceiver<Event>,
+    mut receiver: UnboundedReceiver<JobEvent>,
     include_usage: bool,
 ) -> Response {
     let (chunks, out) = tokio::sync::mpsc::unbounded_channel::<Result<SseEvent, Infallible>>();
@@ -246,20 +249,20 @@ fn stream_completion(
             };
             let Some(event) = event else { break };
             let sent = match event {
-                Event::Started { prompt_tokens: n, .. } => {
+                JobEvent::Started { prompt_tokens: n, .. } => {
                     prompt_tokens = n;
                     true
                 }
-                Event::Token { t, .. } => send(chunk(&t, Value::Null)),
-                Event::End { tokens_out, stop_reason, .. } => {
-                    send(chunk("", json!(finish_reason(stop_reason))))
+                JobEvent::Text(t) => send(chunk(&t, Value::Null)),
+                JobEvent::End { tokens_out, reason, .. } => {
+                    send(chunk("", json!(finish_reason(reason))))
                         && (!include_usage || {
                             let mut last = completion.object(json!([]));
                             last["usage"] = usage(prompt_tokens, tokens_out);
                             send(last)
                         })
                 }
-                Event::Error { code, message, .. } => send(from_error_event(code, &message)),
+                JobEvent::Failed { failure, message } => send(from_failure(failure, &message)),
             };
             if !sent {
                 return;

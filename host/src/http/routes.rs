@@ -13,7 +13,6 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 /// Most token ids `/detokenize` takes.
 const MAX_DETOKENIZE_TOKENS: usize = 32768;
@@ -24,7 +23,7 @@ const MAX_LISTED_ERRORS: usize = 16;
 /// guest is rebuilt or after it could not be, and 503 `draining` once a shutdown began.
 pub async fn health(State(state): State<Arc<AppState>>) -> Response {
     let backend = &state.backend;
-    let memory_bytes = backend.memory.load(Ordering::Relaxed);
+    let memory_bytes = backend.memory_bytes();
     let health = backend.health.is_healthy();
     let status = match (&health, state.is_shutting_down()) {
         (Err(_), _) => "unhealthy",
@@ -38,6 +37,8 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Response {
         "memory_type": "cpu",
         "memory_bytes": memory_bytes,
         "model": backend.info.name,
+        "slots": backend.health.slots(),
+        "slots_up": backend.health.slots_up(),
     });
     if let Err(reason) = health {
         body["reason"] = json!(reason);
@@ -49,7 +50,7 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Response {
 /// `GET /metrics`: every metric in the OpenMetrics text format.
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let metrics = &state.backend.metrics;
-    metrics.guest_memory_bytes.set(state.backend.memory.load(Ordering::Relaxed));
+    metrics.guest_memory_bytes.set(state.backend.memory_bytes());
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
     ([(axum::http::header::CONTENT_TYPE, content_type)], metrics.encode()).into_response()
 }

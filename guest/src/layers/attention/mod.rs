@@ -4,10 +4,9 @@ pub mod output;
 pub mod qkv;
 pub mod scores;
 
-use crate::cache::LayerCache;
 use crate::error::Result;
 use crate::gguf::Gguf;
-use crate::layers::{Trace, record};
+use crate::layers::{SequenceRows, Trace, record};
 use crate::tensor::FileBuffer;
 use output::Output;
 use qkv::Qkv;
@@ -26,23 +25,24 @@ impl Attention {
         Ok(Attention { qkv: Qkv::load(gguf, file, block, c)?, output: Output::load(gguf, file, block, c)?, n_head })
     }
 
-    /// x: `[T, C]` (normalised) at positions `start..start+T` → `[T, C]`. Appends this call's
-    /// keys and values to `cache`, which then holds S = start + T positions.
-    pub fn forward(
-        &self,
-        x: &[f32],
-        t: usize,
-        cache: &mut LayerCache,
-        start: usize,
-        mut trace: Option<&mut Trace>,
-    ) -> Vec<f32> {
+    /// x: `[T, C]` (normalised), the rows of each sequence in `rows` one after another → `[T, C]`.
+    /// The projections take all rows at once; each sequence attends over its own cache, which
+    /// receives its keys and values and then holds S = start + T_i positions.
+    pub fn forward(&self, x: &[f32], rows: &mut [SequenceRows<'_>], mut trace: Option<&mut Trace>) -> Vec<f32> {
+        let t: usize = rows.iter().map(|r| r.t).sum();
         let c = x.len() / t;
         let qkv = self.qkv.forward(x, t); // [T, 3C]
         record(&mut trace, "qkv", &[t, 3 * c], &qkv);
-        cache.append(&qkv, t);
-        let s = start + t;
-        let probs = scores::causal_softmax(&qkv, cache.keys(), t, start, c, self.n_head, &mut trace); // [H, T, S]
-        let context = output::weighted_values(&probs, cache.values(), t, s, c, self.n_head); // [T, C]
+        let mut context = Vec::with_capacity(t * c); // [T, C]
+        let mut first = 0;
+        for seq in rows.iter_mut() {
+            let qkv = &qkv[first * 3 * c..(first + seq.t) * 3 * c]; // [T_i, 3C]
+            first += seq.t;
+            seq.cache.append(qkv, seq.t);
+            let s = seq.start + seq.t;
+            let probs = scores::causal_softmax(qkv, seq.cache.keys(), seq.t, seq.start, c, self.n_head, &mut trace); // [H, T_i, S]
+            context.extend(output::weighted_values(&probs, seq.cache.values(), seq.t, s, c, self.n_head)); // [T_i, C]
+        }
         self.output.forward(&context, t)
     }
 
