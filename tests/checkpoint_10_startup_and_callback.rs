@@ -81,7 +81,7 @@ fn a_missing_model_exits_non_zero_naming_the_file() {
 }
 
 #[test]
-fn the_compiled_component_is_cached_across_restarts() {
+fn the_compiled_snapshot_is_cached_across_restarts() {
     let cache = crate::support::scratch("fresh-component-cache");
     std::fs::remove_dir_all(&cache).unwrap();
     // Both lines come before "listening on", which `Worker::start` waits for.
@@ -89,10 +89,11 @@ fn the_compiled_component_is_cached_across_restarts() {
     let model = tiny();
     let args = ["--model", model.to_str().unwrap(), "--cache-dir", cache.to_str().unwrap()];
     let first = Worker::start(&args);
-    assert!(messages(&first).iter().any(|m| m.starts_with("compiled the component in")), "{:?}", messages(&first));
+    assert!(messages(&first).iter().any(|m| m.starts_with("compiled the snapshot in")), "{:?}", messages(&first));
     drop(first);
     let second = Worker::start(&args);
-    assert!(messages(&second).iter().any(|m| m.starts_with("loaded the compiled component from")));
-    assert!(!messages(&second).iter().any(|m| m.starts_with("compiled the component")));
-    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 1, "one artifact, no partial files");
+    assert!(messages(&second).iter().any(|m| m.starts_with("loaded the compiled snapshot from")));
+    assert!(!messages(&second).iter().any(|m| m.starts_with("compiled the")));
+    // The instrumented component and the snapshot, no partial files.
+    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 2);
 }

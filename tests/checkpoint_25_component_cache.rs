@@ -32,8 +32,8 @@ fn without_home_nothing_is_cached_in_a_shared_directory() {
     bare.args(["--port", "0", "--model", tiny().to_str().unwrap()]);
     bare.env_remove("HOME").env_remove("XDG_CACHE_HOME").env_remove("LLORCH_CACHE_DIR");
     let worker = Worker::start_command(bare);
-    let messages = worker.messages_after("compiled the component");
-    let compiled = messages.iter().find(|m| m.starts_with("compiled the component")).unwrap();
+    let messages = worker.messages_after("compiled the snapshot");
+    let compiled = messages.iter().find(|m| m.starts_with("compiled the snapshot")).unwrap();
     assert!(compiled.ends_with("not cached: no --cache-dir, XDG_CACHE_HOME or HOME"), "{compiled}");
     let shared = std::env::temp_dir().join("llorch-cpud");
     if let Ok(entries) = std::fs::read_dir(&shared) {
@@ -79,16 +79,21 @@ fn entries_are_private_and_stale_ones_are_removed() {
     let two_hours_ago = SystemTime::now() - Duration::from_secs(7200);
     std::fs::File::options().write(true).open(&dead_partial).unwrap().set_modified(two_hours_ago).unwrap();
     let worker = Worker::start(&["--model", tiny().to_str().unwrap(), "--cache-dir", dir.to_str().unwrap()]);
-    worker.messages_after("compiled the component");
+    worker.messages_after("compiled the snapshot");
+    // The instrumented component and the snapshot of the model: the older build and the dead
+    // partial file are gone.
     let entries: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
-    assert_eq!(entries.len(), 1, "{entries:?}");
-    let name = entries[0].file_name().unwrap().to_str().unwrap();
-    assert!(name.starts_with("llorch-guest-") && name.ends_with(".cwasm") && !name.contains("000000000000"));
-    assert_eq!(std::fs::metadata(&entries[0]).unwrap().mode() & 0o777, 0o600);
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    for entry in &entries {
+        let name = entry.file_name().unwrap().to_str().unwrap();
+        assert!(name.starts_with("llorch-guest-") && name.ends_with(".cwasm") && !name.contains("000000000000"));
+        assert_eq!(std::fs::metadata(entry).unwrap().mode() & 0o777, 0o600);
+    }
+    assert!(entries.iter().any(|e| e.to_str().unwrap().contains("-model-")), "{entries:?}");
     assert_eq!(std::fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
-    // A restart loads the entry instead of compiling again.
+    // A restart maps the snapshot instead of loading the model and compiling again.
     drop(worker);
     let worker = Worker::start(&["--model", tiny().to_str().unwrap(), "--cache-dir", dir.to_str().unwrap()]);
     let messages = worker.messages_after("model loaded");
-    assert!(messages.iter().any(|m| m.starts_with("loaded the compiled component from")), "{messages:?}");
+    assert!(messages.iter().any(|m| m.starts_with("loaded the compiled snapshot from")), "{messages:?}");
 }

@@ -137,3 +137,30 @@ fn a_trap_in_one_slot_leaves_the_other_serving() {
         .collect();
     assert_eq!(failures.len(), 1, "{failures:?}");
 }
+
+#[test]
+fn with_isolation_per_job_every_job_gets_a_fresh_guest() {
+    let kjv = kjv();
+    let worker = Worker::start(&["--model", kjv.to_str().unwrap(), "--slots", "1", "--isolation", "job"]);
+    let body = job("first", "In the beginning", 3);
+    let first = worker.execute(&body);
+    let second = worker.execute(&json!({"job_id": "second", "prompt": "Blessed are the meek", "max_tokens": 30}));
+    let again = worker.execute(&{
+        let mut body = body.clone();
+        body["job_id"] = json!("again");
+        body
+    });
+    for events in [&first, &second, &again] {
+        assert_eq!(terminal(events).name, "end", "{:?}", terminal(events).data);
+    }
+    assert_eq!(text_of(&first), text_of(&again));
+    // Each job left its guest behind (replaced once its end was sent); the next one ran in a
+    // new instance of the snapshot.
+    let renewed = || worker.logs().iter().filter(|l| l["message"] == "guest renewed").count();
+    let started = std::time::Instant::now();
+    while renewed() < 3 {
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "{:?}", worker.logs());
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(renewed(), 3);
+}

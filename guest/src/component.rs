@@ -8,7 +8,7 @@ use crate::model::Model;
 use crate::sampler::SamplingParams;
 use crate::tensor::FileBuffer;
 use std::cell::RefCell;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 wit_bindgen::generate!({ path: "../wit", world: "worker" });
 
@@ -16,6 +16,9 @@ use exports::llorch::gpt2::checking;
 use exports::llorch::gpt2::inference as wit;
 
 struct Component;
+
+/// The model `preload` keeps; a snapshot of the instance keeps it in its memory image.
+static PRELOADED: OnceLock<Arc<Model>> = OnceLock::new();
 
 /// A loaded model, shared with the generations started from it.
 struct ModelResource(Arc<Model>);
@@ -96,6 +99,15 @@ impl wit::Guest for Component {
         let mut text = String::new();
         generation.run_to_end(|piece| text.push_str(piece));
         Ok(text)
+    }
+
+    fn preload(model: wit::Model) {
+        // A second preload keeps the first model: an instance has one.
+        let _ = PRELOADED.set(model.into_inner::<ModelResource>().0);
+    }
+
+    fn preloaded() -> Option<wit::Model> {
+        PRELOADED.get().map(|model| wit::Model::new(ModelResource(model.clone())))
     }
 }
 

@@ -43,6 +43,11 @@ pub struct Args {
     /// Jobs one slot runs together, advancing them one token each per forward pass.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub batch_size: u32,
+    /// `slot`: a slot's guest serves job after job. `job`: every job runs alone in a fresh
+    /// guest made from the snapshot, so no byte of one job's memory can reach another's (one job
+    /// per slot at a time).
+    #[arg(long, value_enum, default_value_t = Isolation::Slot)]
+    pub isolation: Isolation,
     /// Jobs that may wait while every slot is full before /execute answers 503.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(0..=65_536))]
     pub max_queue: u32,
@@ -73,6 +78,25 @@ pub struct Args {
     /// How long to keep retrying the ready callback, in seconds.
     #[arg(long, default_value = "60", value_parser = seconds)]
     pub callback_timeout_sec: Duration,
+}
+
+/// What one guest instance serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Isolation {
+    /// Many jobs, one after another and batched together.
+    Slot,
+    /// One job, then the instance is replaced by a fresh one.
+    Job,
+}
+
+impl Isolation {
+    /// Jobs one slot may run at once under this isolation.
+    pub fn batch_size(self, asked: u32) -> usize {
+        match self {
+            Isolation::Slot => asked as usize,
+            Isolation::Job => 1,
+        }
+    }
 }
 
 /// A duration in seconds: a finite number above 0 and at most a week.

@@ -8,7 +8,7 @@ use crate::backend::model_file::ModelFile;
 use crate::backend::runtime::Runtime;
 use crate::backend::{Backend, BackendConfig};
 use crate::callback::{self, Ready};
-use crate::cli::Args;
+use crate::cli::{Args, Isolation};
 use crate::http::{AppState, RequestLimits, router};
 use anyhow::{Context, Result, bail};
 use std::sync::Arc;
@@ -26,19 +26,22 @@ pub async fn run(args: Args) -> Result<()> {
         .len();
     let memory_bytes = args.max_memory_mb.map_or_else(|| default_memory_cap(file_bytes), |mb| mb << 20);
     let limits = GuestLimits { memory_bytes, load_timeout: LOAD_TIMEOUT };
-    let (slots, batch_size, max_queue) = (args.slots(), args.batch_size as usize, args.max_queue as usize);
+    let (slots, max_queue, isolation) = (args.slots(), args.max_queue as usize, args.isolation);
+    let batch_size = isolation.batch_size(args.batch_size);
+    let fresh_per_job = isolation == Isolation::Job;
     let (call_limit, model_path) = (args.guest_call_timeout_sec, args.model.clone());
     let backend = tokio::task::spawn_blocking(move || -> Result<Backend> {
         let model = ModelFile::open(&model_path, memory_bytes)?;
-        let runtime = Runtime::new(cache.as_ref())?;
+        let runtime = Runtime::new(cache)?;
         let prompt_budget = crate::backend::PROMPT_BUDGET;
-        let config = BackendConfig { model, limits, slots, batch_size, prompt_budget, max_queue, call_limit };
+        let config =
+            BackendConfig { model, limits, slots, batch_size, fresh_per_job, prompt_budget, max_queue, call_limit };
         Backend::start(runtime, config)
     })
     .await??;
     let info = &backend.info;
     tracing::info!(
-        "model loaded: {} ({} parameters, {} weights, context {}, guest memory {} bytes); {slots} slots of {batch_size} jobs",
+        "model loaded: {} ({} parameters, {} weights, context {}, guest memory {} bytes); {slots} slots of {batch_size} jobs, isolation per {isolation:?}",
         info.name,
         info.parameter_count,
         info.weight_type,

@@ -15,7 +15,7 @@ pub fn runtime() -> Arc<Runtime> {
     RUNTIME
         .get_or_init(|| {
             let cache = ComponentCache::open(&super::scratch("component-cache")).expect("the cache opens");
-            Runtime::new(Some(&cache)).expect("the runtime starts")
+            Runtime::new(Some(cache)).expect("the runtime starts")
         })
         .clone()
 }

@@ -1,11 +1,15 @@
-//! The on-disk cache of the compiled component. Loading it runs its native code, so it lives
-//! only in a directory this user owns and nobody else can write, each file is checked the same
-//! way through the handle it is read from, files are written whole (temp file, then rename),
-//! and entries of other builds are removed.
+//! The on-disk cache of the compiled component and of its snapshot with a model loaded.
+//! Loading either runs its native code, so they live only in a directory this user owns and
+//! nobody else can write, each file is checked the same way through the handle it is read from,
+//! files are written whole (temp file, then rename), and entries of other builds are removed.
+//!
+//! Keys are `<build>` for the component and `<build>-<entry>` for others made from it; snapshots
+//! with a model loaded are `<build>-model-<digest>`. Writing an entry removes the entries of
+//! other builds and, when it is a snapshot, the snapshots of other models.
 
 use anyhow::{Context, Result, bail};
 use std::fs::{DirBuilder, File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -13,6 +17,8 @@ use std::time::{Duration, SystemTime};
 /// Name prefix and suffix of a cache entry.
 const PREFIX: &str = "llorch-guest-";
 const SUFFIX: &str = ".cwasm";
+/// Marks the key of a snapshot with a model loaded.
+pub const MODEL: &str = "-model-";
 /// A temp file older than this was left by a writer that died.
 const STALE_PARTIAL: Duration = Duration::from_secs(3600);
 
@@ -64,11 +70,12 @@ impl ComponentCache {
         self.dir.join(format!("{PREFIX}{key}{SUFFIX}"))
     }
 
-    /// The bytes of the entry for `key`; None when there is none. An entry that is a link,
-    /// belongs to another user or can be written by others is refused.
-    pub fn read(&self, key: &str) -> Result<Option<Vec<u8>>> {
+    /// The path of the entry for `key`, to be mapped; None when there is none. An entry that is
+    /// a link, belongs to another user or can be written by others is refused. Only this user
+    /// can replace it after the check: the directory is private.
+    pub fn checked_path(&self, key: &str) -> Result<Option<PathBuf>> {
         let path = self.path(key);
-        let mut file = match OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(&path) {
+        let file = match OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(&path) {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e).with_context(|| format!("cannot open {}", path.display())),
@@ -80,9 +87,7 @@ impl ComponentCache {
         if let Some(why) = untrusted(&path, &metadata) {
             bail!("refusing cached component: {why}");
         }
-        let mut bytes = Vec::with_capacity(metadata.len() as usize);
-        file.read_to_end(&mut bytes).with_context(|| format!("cannot read {}", path.display()))?;
-        Ok(Some(bytes))
+        Ok(Some(path))
     }
 
     /// Stores `bytes` as the entry for `key`: written to a private temp file, synced, then
@@ -102,18 +107,24 @@ impl ComponentCache {
             let _ = std::fs::remove_file(&partial);
             return Err(e).with_context(|| format!("cannot write {}", path.display()));
         }
-        self.remove_stale(&path);
+        self.remove_stale(key);
         Ok(path)
     }
 
-    /// Removes every other entry and every temp file older than an hour.
-    fn remove_stale(&self, keep: &Path) {
+    /// Removes the entries that `key` replaces and every temp file older than an hour.
+    fn remove_stale(&self, key: &str) {
+        let build = format!("{PREFIX}{}", key.split('-').next().unwrap_or(key));
+        let keep = self.path(key);
+        let replaced_snapshot = |name: &str| key.contains(MODEL) && name.contains(MODEL);
         let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
         for entry in entries.flatten() {
             let path = entry.path();
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            let other_entry = name.starts_with(PREFIX) && name.ends_with(SUFFIX) && path != keep;
+            let other_entry = name.starts_with(PREFIX)
+                && name.ends_with(SUFFIX)
+                && path != keep
+                && (!name.starts_with(&build) || replaced_snapshot(name));
             let dead_partial = name.starts_with(&format!(".{PREFIX}"))
                 && name.ends_with(".partial")
                 && entry
@@ -146,14 +157,27 @@ mod tests {
         let dir = scratch("roundtrip").join("nested");
         let cache = ComponentCache::open(&dir).unwrap();
         assert_eq!(std::fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
-        assert_eq!(cache.read("a").unwrap(), None);
+        assert_eq!(cache.checked_path("a").unwrap(), None);
         cache.write("a", b"first").unwrap();
-        assert_eq!(cache.read("a").unwrap().as_deref(), Some(&b"first"[..]));
+        assert_eq!(std::fs::read(cache.checked_path("a").unwrap().unwrap()).unwrap(), b"first");
         assert_eq!(std::fs::metadata(cache.path("a")).unwrap().mode() & 0o777, 0o600);
         // A new build's entry replaces the old one; nothing else is left behind.
         cache.write("b", b"second").unwrap();
-        let names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(names, [std::ffi::OsString::from("llorch-guest-b.cwasm")]);
+        let names = || {
+            let mut names: Vec<_> =
+                std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+            names.sort();
+            names
+        };
+        assert_eq!(names(), ["llorch-guest-b.cwasm"]);
+        // Entries of the build stay beside its component; another model's snapshot replaces one.
+        cache.write("b-tool", b"other").unwrap();
+        cache.write("b-model-1", b"snapshot").unwrap();
+        assert_eq!(names(), ["llorch-guest-b-model-1.cwasm", "llorch-guest-b-tool.cwasm", "llorch-guest-b.cwasm"]);
+        cache.write("b-model-2", b"snapshot").unwrap();
+        assert_eq!(names(), ["llorch-guest-b-model-2.cwasm", "llorch-guest-b-tool.cwasm", "llorch-guest-b.cwasm"]);
+        assert_eq!(cache.checked_path("b-model-2").unwrap(), Some(cache.path("b-model-2")));
+        assert_eq!(cache.checked_path("b-model-1").unwrap(), None);
         std::fs::remove_dir_all(dir.parent().unwrap()).unwrap();
     }
 
@@ -168,11 +192,11 @@ mod tests {
         let cache = ComponentCache::open(&dir).unwrap();
         cache.write("k", b"code").unwrap();
         std::fs::set_permissions(cache.path("k"), std::fs::Permissions::from_mode(0o666)).unwrap();
-        assert!(cache.read("k").unwrap_err().to_string().contains("refusing cached component"));
+        assert!(cache.checked_path("k").unwrap_err().to_string().contains("refusing cached component"));
         // A link in place of an entry is not followed.
         std::fs::remove_file(cache.path("k")).unwrap();
         std::os::unix::fs::symlink("/etc/hostname", cache.path("k")).unwrap();
-        assert!(cache.read("k").is_err());
+        assert!(cache.checked_path("k").is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

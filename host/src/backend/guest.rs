@@ -1,13 +1,13 @@
 //! One guest instance with a model loaded: a Store with limits and typed calls into the
 //! component, each under a deadline.
 
-use super::Worker;
 use super::checking::Tensor;
 use super::guest_state::GuestState;
 use super::memory_limit::MemoryLimiter;
 use super::model_file::ModelFile;
 use super::runtime::{EPOCH_TICK, Runtime};
 use super::wit::{Error as WitError, GenerateOptions, ModelInfo, SequenceStep};
+use super::{Worker, WorkerPre};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
@@ -79,31 +79,29 @@ impl Guest {
         limits: &GuestLimits,
         memory: Arc<AtomicU64>,
     ) -> Result<Self, CallError> {
-        let state = GuestState {
-            wasi: WasiCtx::builder().inherit_stderr().build(),
-            table: ResourceTable::new(),
-            limiter: MemoryLimiter::new(limits.memory_bytes as usize, memory),
-        };
-        let mut store = Store::new(&runtime.engine, state);
-        store.limiter(|s| &mut s.limiter);
-        store.epoch_deadline_trap();
-        set_deadline(&mut store, Instant::now() + limits.load_timeout);
-        let worker = runtime.pre.instantiate(&mut store).map_err(|e| classify(&e))?;
-        let files = worker.llorch_gpt2_inference().model_file();
-        let file = files.call_create(&mut store, model_file.len()).map_err(|e| classify(&e))?;
-        let file = file.map_err(CallError::Refused)?;
-        model_file
-            .read_pieces(|offset, piece| {
-                let written = files.call_write(&mut store, file, offset, piece).map_err(|e| classify(&e))?;
-                Ok(written.map_err(CallError::Refused)?)
-            })
-            .map_err(|e| e.downcast::<CallError>().unwrap_or_else(|e| CallError::Host(format!("{e:#}"))))?;
-        let models = worker.llorch_gpt2_inference().model();
-        let model = models
-            .call_from_file(&mut store, &model_file.stem, file)
-            .map_err(|e| classify(&e))?
-            .map_err(CallError::Refused)?;
-        let info = models.call_info(&mut store, model).map_err(|e| classify(&e))?;
+        let pre = runtime.component().map_err(|e| CallError::Host(format!("{e:#}")))?;
+        let mut store = new_store(runtime, limits, memory);
+        let worker = pre.instantiate(&mut store).map_err(|e| classify(&e))?;
+        let model = hand_over(&mut store, &worker, model_file)?;
+        Self::ready(store, worker, model)
+    }
+
+    /// Instantiates a snapshot made by `snapshot::make`: the model is already in its memory.
+    pub fn from_snapshot(
+        runtime: &Runtime,
+        snapshot: &WorkerPre<GuestState>,
+        limits: &GuestLimits,
+        memory: Arc<AtomicU64>,
+    ) -> Result<Self, CallError> {
+        let mut store = new_store(runtime, limits, memory);
+        let worker = snapshot.instantiate(&mut store).map_err(|e| classify(&e))?;
+        let model = worker.llorch_gpt2_inference().call_preloaded(&mut store).map_err(|e| classify(&e))?;
+        let model = model.ok_or_else(|| CallError::Host("the snapshot has no preloaded model".into()))?;
+        Self::ready(store, worker, model)
+    }
+
+    fn ready(mut store: Store<GuestState>, worker: Worker, model: ResourceAny) -> Result<Self, CallError> {
+        let info = worker.llorch_gpt2_inference().model().call_info(&mut store, model).map_err(|e| classify(&e))?;
         Ok(Guest { store, worker, model, info })
     }
 
@@ -172,6 +170,44 @@ impl Guest {
     }
 }
 
+/// A Store with the memory cap and the load deadline, ready to instantiate in.
+pub fn new_store(runtime: &Runtime, limits: &GuestLimits, memory: Arc<AtomicU64>) -> Store<GuestState> {
+    let state = GuestState {
+        wasi: WasiCtx::builder().inherit_stderr().build(),
+        table: ResourceTable::new(),
+        limiter: MemoryLimiter::new(limits.memory_bytes as usize, memory),
+    };
+    let mut store = Store::new(&runtime.engine, state);
+    store.limiter(|s| &mut s.limiter);
+    store.epoch_deadline_trap();
+    set_deadline(&mut store, Instant::now() + limits.load_timeout);
+    store
+}
+
+/// Hands `model_file` to a fresh instance piece by piece and parses it (its stem names the
+/// model when the file does not); returns the model resource.
+pub fn hand_over(
+    store: &mut Store<GuestState>,
+    worker: &Worker,
+    model_file: &ModelFile,
+) -> Result<ResourceAny, CallError> {
+    let files = worker.llorch_gpt2_inference().model_file();
+    let file = files.call_create(&mut *store, model_file.len()).map_err(|e| classify(&e))?;
+    let file = file.map_err(CallError::Refused)?;
+    model_file
+        .read_pieces(|offset, piece| {
+            let written = files.call_write(&mut *store, file, offset, piece).map_err(|e| classify(&e))?;
+            Ok(written.map_err(CallError::Refused)?)
+        })
+        .map_err(|e| e.downcast::<CallError>().unwrap_or_else(|e| CallError::Host(format!("{e:#}"))))?;
+    worker
+        .llorch_gpt2_inference()
+        .model()
+        .call_from_file(&mut *store, &model_file.stem, file)
+        .map_err(|e| classify(&e))?
+        .map_err(CallError::Refused)
+}
+
 /// Makes the store trap once the epoch passes `deadline`.
 fn set_deadline(store: &mut Store<GuestState>, deadline: Instant) {
     let remaining = deadline.saturating_duration_since(Instant::now());
@@ -181,7 +217,7 @@ fn set_deadline(store: &mut Store<GuestState>, deadline: Instant) {
 
 /// A wasmtime error from a call: always a trap or host failure, after which the instance is
 /// not used again.
-fn classify(e: &wasmtime::Error) -> CallError {
+pub fn classify(e: &wasmtime::Error) -> CallError {
     let timed_out = e.downcast_ref::<Trap>() == Some(&Trap::Interrupt);
     CallError::Trapped { timed_out, message: format!("{e:#}") }
 }

@@ -18,6 +18,7 @@ pub mod memory_limit;
 pub mod model_file;
 pub mod runtime;
 pub mod slot;
+pub mod snapshot;
 
 wasmtime::component::bindgen!({ path: "../wit", world: "worker" });
 
@@ -52,6 +53,8 @@ pub struct BackendConfig {
     pub slots: usize,
     /// Jobs one slot runs together.
     pub batch_size: usize,
+    /// Replace a slot's guest by a fresh one from the snapshot after every job.
+    pub fresh_per_job: bool,
     /// Prompt tokens one step of a slot takes, beside one token of each decoding job.
     pub prompt_budget: u32,
     /// Jobs that may wait when every slot is full.
@@ -99,10 +102,12 @@ pub struct Scheduler {
     /// Jobs queued or running.
     in_flight: Arc<AtomicUsize>,
     batch_size: usize,
+    fresh_per_job: bool,
     prompt_budget: u32,
     call_limit: Duration,
     runtime: Arc<Runtime>,
-    model: ModelFile,
+    /// The component with the model loaded, which every guest is made from.
+    snapshot: WorkerPre<guest_state::GuestState>,
     limits: GuestLimits,
     health: Arc<Health>,
     metrics: Arc<Metrics>,
@@ -150,12 +155,15 @@ pub struct Backend {
 }
 
 impl Backend {
-    /// Loads the model into the first slot's guest (failing with a one-line reason when it
-    /// cannot be loaded) and starts every slot's thread; the other slots load theirs there.
+    /// Loads the model and snapshots the guest with it (or maps that snapshot from the cache),
+    /// failing with a one-line reason when the model cannot be loaded; makes the first slot's
+    /// guest and starts every slot's thread, where the other slots make theirs.
     pub fn start(runtime: Arc<Runtime>, config: BackendConfig) -> anyhow::Result<Self> {
         let memory: Vec<Arc<AtomicU64>> = (0..config.slots).map(|_| Arc::new(AtomicU64::new(0))).collect();
-        let guest = Guest::load(&runtime, &config.model, &config.limits, memory[0].clone())
-            .map_err(|e| anyhow::anyhow!("cannot load the model: {e}"))?;
+        let cannot_load = |e| anyhow::anyhow!("cannot load the model: {e}");
+        let snapshot = snapshot::snapshot(&runtime, &config.model, &config.limits).map_err(cannot_load)?;
+        let guest =
+            Guest::from_snapshot(&runtime, &snapshot, &config.limits, memory[0].clone()).map_err(cannot_load)?;
         let info = guest.info.clone();
         let (jobs, job_rx) = crossbeam_channel::unbounded();
         let (quick, quick_rx) = crossbeam_channel::unbounded();
@@ -170,10 +178,11 @@ impl Backend {
             live: AtomicUsize::new(config.slots),
             in_flight: in_flight.clone(),
             batch_size: config.batch_size,
+            fresh_per_job: config.fresh_per_job,
             prompt_budget: config.prompt_budget,
             call_limit: config.call_limit,
             runtime,
-            model: config.model,
+            snapshot,
             limits: config.limits,
             health: health.clone(),
             metrics: metrics.clone(),

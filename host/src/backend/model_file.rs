@@ -1,6 +1,6 @@
-//! The model file as it was at start: held open and hashed, so a guest rebuilt later loads the
-//! same bytes even after the path was removed or replaced, and refuses bytes changed in place.
-//! It is read in pieces, so the host never holds the whole file beside the guest's copy.
+//! The model file as it was opened: read in pieces, so the host never holds the whole file
+//! beside the guest's copy, and hashed, so its snapshot is found by its bytes and a second read
+//! refuses bytes changed in between.
 
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
@@ -46,6 +46,14 @@ impl ModelFile {
     /// True for an empty file.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// The SHA-256 of the bytes as first read, in hex (reading the file when it was not read yet).
+    pub fn digest(&self) -> Result<String> {
+        if self.digest.get().is_none() {
+            self.read_pieces(|_, _| Ok(()))?;
+        }
+        Ok(self.digest.get().map(|d| d.iter().map(|b| format!("{b:02x}")).collect()).unwrap_or_default())
     }
 
     /// Reads the whole file through the handle opened at start, handing each piece and its

@@ -1,11 +1,13 @@
-//! The wasmtime engine, the compiled guest component (cached on disk) and the epoch ticker.
+//! The wasmtime engine, the compiled guest component (cached on disk, mapped from there) and
+//! the epoch ticker.
 
+use super::WorkerPre;
 use super::component_cache::ComponentCache;
 use super::guest_state::GuestState;
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine};
@@ -19,13 +21,19 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Everything needed to start guests: shared by every instance this process makes.
 pub struct Runtime {
     pub engine: Engine,
-    pub pre: super::WorkerPre<GuestState>,
+    /// WASI, for the component and for components made from it.
+    pub linker: Linker<GuestState>,
+    /// Names this guest build and engine in the cache.
+    build: String,
+    cache: Option<ComponentCache>,
+    /// The component, compiled (or mapped from the cache) when first asked for.
+    component: Mutex<Option<WorkerPre<GuestState>>>,
 }
 
 impl Runtime {
-    /// Builds the engine, loads the compiled component from `cache` (compiling and storing it
-    /// on a miss) and starts the epoch ticker.
-    pub fn new(cache: Option<&ComponentCache>) -> Result<Arc<Self>> {
+    /// Builds the engine and starts the epoch ticker; components are compiled into `cache`, or
+    /// mapped from there.
+    pub fn new(cache: Option<ComponentCache>) -> Result<Arc<Self>> {
         let mut config = Config::new();
         // Every guest call does bounded work (a token or a chunk of the prompt), yet a guest that
         // runs away must still be stopped: epoch checks on loop back-edges make the deadline
@@ -36,10 +44,9 @@ impl Runtime {
         // The guest uses plain SIMD128 only; relaxed SIMD would make results machine-dependent.
         config.wasm_relaxed_simd(false);
         let engine = Engine::new(&config)?;
-        let component = load_or_compile(&engine, cache)?;
+        let build = cache_key(&engine);
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        let pre = super::WorkerPre::new(linker.instantiate_pre(&component)?)?;
         let weak = engine.weak();
         std::thread::Builder::new().name("epoch-ticker".into()).spawn(move || {
             while let Some(engine) = weak.upgrade() {
@@ -48,7 +55,35 @@ impl Runtime {
                 std::thread::sleep(EPOCH_TICK);
             }
         })?;
-        Ok(Arc::new(Runtime { engine, pre }))
+        Ok(Arc::new(Runtime { engine, linker, build, cache, component: Mutex::new(None) }))
+    }
+
+    /// The guest component, ready to instantiate.
+    pub fn component(&self) -> Result<WorkerPre<GuestState>> {
+        let mut component = self.component.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(pre) = &*component {
+            return Ok(pre.clone());
+        }
+        let pre = self.instantiable(self.compiled(None, "component", || Ok(GUEST_WASM.to_vec()))?)?;
+        Ok(component.insert(pre).clone())
+    }
+
+    /// `component` with WASI linked, ready to instantiate.
+    pub fn instantiable(&self, component: Component) -> Result<WorkerPre<GuestState>> {
+        Ok(WorkerPre::new(self.linker.instantiate_pre(&component)?)?)
+    }
+
+    /// The component cached under this build's key (with `-{entry}` for an entry of its own),
+    /// mapped from its file; on a miss, `wasm()` compiled and stored there first (and, without
+    /// a cache, kept in memory). `what` names it in the logs.
+    pub fn compiled(
+        &self,
+        entry: Option<&str>,
+        what: &str,
+        wasm: impl FnOnce() -> Result<Vec<u8>>,
+    ) -> Result<Component> {
+        let key = entry.map_or_else(|| self.build.clone(), |entry| format!("{}-{entry}", self.build));
+        compiled(&self.engine, self.cache.as_ref(), &key, what, wasm)
     }
 }
 
@@ -63,39 +98,49 @@ fn cache_key(engine: &Engine) -> String {
     hash.finalize().iter().take(12).map(|b| format!("{b:02x}")).collect()
 }
 
-/// Loads the compiled component from the cache, or compiles it and stores it there.
-fn load_or_compile(engine: &Engine, cache: Option<&ComponentCache>) -> Result<Component> {
-    let key = cache_key(engine);
+/// The component cached under `key`, mapped from its file; on a miss, `wasm()` compiled and
+/// stored there first (and, without a cache, kept in memory). `what` names it in the logs.
+fn compiled(
+    engine: &Engine,
+    cache: Option<&ComponentCache>,
+    key: &str,
+    what: &str,
+    wasm: impl FnOnce() -> Result<Vec<u8>>,
+) -> Result<Component> {
     if let Some(cache) = cache {
-        match cache.read(&key) {
-            // SAFETY: the bytes come from a file in a directory only this user can write, owned
-            // by this user and writable by nobody else, written by `precompile_component`
-            // below; wasmtime still checks that they match this engine.
-            Ok(Some(bytes)) => match unsafe { Component::deserialize(engine, &bytes) } {
+        match cache.checked_path(key) {
+            // SAFETY: the file is in a directory only this user can write, owned by this user
+            // and writable by nobody else, written by `precompile_component` below; wasmtime
+            // still checks that it matches this engine.
+            Ok(Some(path)) => match unsafe { Component::deserialize_file(engine, &path) } {
                 Ok(component) => {
-                    let path = cache.path(&key);
-                    tracing::info!("loaded the compiled component from {}", path.display());
+                    tracing::info!("loaded the compiled {what} from {}", path.display());
                     return Ok(component);
                 }
-                Err(e) => tracing::warn!("recompiling: the cached component is unusable: {e}"),
+                Err(e) => tracing::warn!("recompiling the {what}: the cached one is unusable: {e}"),
             },
             Ok(None) => {}
-            Err(e) => tracing::warn!("recompiling: {e:#}"),
+            Err(e) => tracing::warn!("recompiling the {what}: {e:#}"),
         }
     }
+    let wasm = wasm()?;
     let started = std::time::Instant::now();
     let compiled = engine
-        .precompile_component(GUEST_WASM)
+        .precompile_component(&wasm)
         .map_err(anyhow::Error::from)
-        .context("compiling the guest component")?;
+        .with_context(|| format!("compiling the {what}"))?;
+    drop(wasm);
     let seconds = started.elapsed().as_secs_f64();
-    match cache.map(|cache| cache.write(&key, &compiled)) {
-        Some(Ok(path)) => tracing::info!("compiled the component in {seconds:.1} s, cached it at {}", path.display()),
-        Some(Err(e)) => tracing::warn!("compiled the component in {seconds:.1} s; not cached: {e:#}"),
+    match cache.map(|cache| cache.write(key, &compiled)) {
+        Some(Ok(path)) => {
+            tracing::info!("compiled the {what} in {seconds:.1} s, cached it at {}", path.display());
+            drop(compiled);
+            // SAFETY: written just now by `precompile_component`, in the private directory.
+            return Ok(unsafe { Component::deserialize_file(engine, &path) }?);
+        }
+        Some(Err(e)) => tracing::warn!("compiled the {what} in {seconds:.1} s; not cached: {e:#}"),
         None => {
-            tracing::warn!(
-                "compiled the component in {seconds:.1} s; not cached: no --cache-dir, XDG_CACHE_HOME or HOME"
-            )
+            tracing::warn!("compiled the {what} in {seconds:.1} s; not cached: no --cache-dir, XDG_CACHE_HOME or HOME")
         }
     }
     // SAFETY: the bytes were just produced by this engine.

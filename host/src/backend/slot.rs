@@ -143,12 +143,16 @@ impl Slot {
         }
     }
 
-    /// Takes running job `i` out of the slot (its terminal event already sent).
+    /// Takes running job `i` out of the slot (its terminal event already sent). With a fresh
+    /// guest per job, the guest it ran in is replaced.
     fn take(&mut self, i: usize) -> Job {
         let running = self.running.remove(i);
         self.metrics().requests_running.dec();
         if self.running.is_empty() {
             self.metrics().slots_busy.dec();
+            if self.scheduler.fresh_per_job && self.instance.take().is_some() {
+                self.make_guest("renewed");
+            }
         }
         running.job
     }
@@ -279,15 +283,16 @@ impl Slot {
         Ok(Instance { guest, batch })
     }
 
-    /// Makes a fresh guest from the bytes verified at start, trying a few times with backoff,
+    /// Makes a fresh guest from the snapshot taken at start, trying a few times with backoff,
     /// and logs `guest {done}`. Leaves the slot without an instance when every attempt failed.
     fn make_guest(&mut self, done: &str) {
         let scheduler = self.scheduler.clone();
         let health = scheduler.health.slot(self.index);
         let mut delay = REBUILD_BACKOFF;
         for attempt in 1..=REBUILD_ATTEMPTS {
-            let loaded = Guest::load(&scheduler.runtime, &scheduler.model, &scheduler.limits, self.memory.clone())
-                .and_then(|guest| self.with_batch(guest));
+            let loaded =
+                Guest::from_snapshot(&scheduler.runtime, &scheduler.snapshot, &scheduler.limits, self.memory.clone())
+                    .and_then(|guest| self.with_batch(guest));
             match loaded {
                 Ok(instance) => {
                     self.instance = Some(instance);

@@ -224,7 +224,7 @@ fn batched(
     cache_dir: &Path,
 ) -> Result<()> {
     let cache = ComponentCache::open(cache_dir)?;
-    let runtime = Runtime::new(Some(&cache))?;
+    let runtime = Runtime::new(Some(cache))?;
     let limits = GuestLimits { memory_bytes: 4 << 30, load_timeout: Duration::from_secs(600) };
     let file = ModelFile::open(model, limits.memory_bytes)?;
     let most = slots.iter().copied().max().unwrap_or(1);
@@ -459,7 +459,7 @@ fn measure(
     match engine {
         Engine::Wasm => {
             let cache = ComponentCache::open(cache_dir)?;
-            let runtime = Runtime::new(Some(&cache))?;
+            let runtime = Runtime::new(Some(cache))?;
             let limits = GuestLimits { memory_bytes: 4 << 30, load_timeout: Duration::from_secs(600) };
             let mut guest = None;
             for _ in 0..runs {
