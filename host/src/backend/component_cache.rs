@@ -5,7 +5,7 @@
 //!
 //! Keys are `<build>` for the component and `<build>-<entry>` for others made from it; snapshots
 //! with a model loaded are `<build>-model-<digest>`. Writing an entry removes the entries of
-//! other builds and, when it is a snapshot, the snapshots of other models.
+//! other builds and all but the newest four snapshots.
 
 use anyhow::{Context, Result, bail};
 use std::fs::{DirBuilder, File, OpenOptions};
@@ -19,6 +19,8 @@ const PREFIX: &str = "llorch-guest-";
 const SUFFIX: &str = ".cwasm";
 /// Marks the key of a snapshot with a model loaded.
 pub const MODEL: &str = "-model-";
+/// Snapshots kept: each is about the size of its model.
+const SNAPSHOTS: usize = 4;
 /// A temp file older than this was left by a writer that died.
 const STALE_PARTIAL: Duration = Duration::from_secs(3600);
 
@@ -111,31 +113,36 @@ impl ComponentCache {
         Ok(path)
     }
 
-    /// Removes the entries that `key` replaces and every temp file older than an hour.
+    /// Removes the entries of other builds, all but the newest `SNAPSHOTS` snapshots, and every
+    /// temp file older than an hour.
     fn remove_stale(&self, key: &str) {
         let build = format!("{PREFIX}{}", key.split('-').next().unwrap_or(key));
-        let keep = self.path(key);
-        let replaced_snapshot = |name: &str| key.contains(MODEL) && name.contains(MODEL);
         let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
+        let mut stale = Vec::new();
+        let mut snapshots = Vec::new();
         for entry in entries.flatten() {
-            let path = entry.path();
-            let name = entry.file_name();
+            let (path, name) = (entry.path(), entry.file_name());
             let Some(name) = name.to_str() else { continue };
-            let other_entry = name.starts_with(PREFIX)
-                && name.ends_with(SUFFIX)
-                && path != keep
-                && (!name.starts_with(&build) || replaced_snapshot(name));
-            let dead_partial = name.starts_with(&format!(".{PREFIX}"))
-                && name.ends_with(".partial")
-                && entry
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .is_ok_and(|t| t.elapsed().unwrap_or_default() > STALE_PARTIAL);
-            if other_entry || dead_partial {
-                match std::fs::remove_file(&path) {
-                    Ok(()) => tracing::info!("removed stale cache entry {}", path.display()),
-                    Err(e) => tracing::warn!("cannot remove stale {}: {e}", path.display()),
+            let modified = entry.metadata().and_then(|m| m.modified()).unwrap_or(SystemTime::UNIX_EPOCH);
+            if name.starts_with(PREFIX) && name.ends_with(SUFFIX) {
+                if !name.starts_with(&build) {
+                    stale.push(path);
+                } else if name.contains(MODEL) {
+                    snapshots.push((modified, path));
                 }
+            } else if name.starts_with(&format!(".{PREFIX}"))
+                && name.ends_with(".partial")
+                && modified.elapsed().unwrap_or_default() > STALE_PARTIAL
+            {
+                stale.push(path);
+            }
+        }
+        snapshots.sort_by_key(|(modified, _)| std::cmp::Reverse(*modified));
+        stale.extend(snapshots.into_iter().skip(SNAPSHOTS).map(|(_, path)| path));
+        for path in stale {
+            match std::fs::remove_file(&path) {
+                Ok(()) => tracing::info!("removed stale cache entry {}", path.display()),
+                Err(e) => tracing::warn!("cannot remove stale {}: {e}", path.display()),
             }
         }
     }
@@ -170,14 +177,19 @@ mod tests {
             names
         };
         assert_eq!(names(), ["llorch-guest-b.cwasm"]);
-        // Entries of the build stay beside its component; another model's snapshot replaces one.
+        // Entries of the build stay beside its component; the fifth snapshot replaces the oldest.
         cache.write("b-tool", b"other").unwrap();
-        cache.write("b-model-1", b"snapshot").unwrap();
-        assert_eq!(names(), ["llorch-guest-b-model-1.cwasm", "llorch-guest-b-tool.cwasm", "llorch-guest-b.cwasm"]);
-        cache.write("b-model-2", b"snapshot").unwrap();
-        assert_eq!(names(), ["llorch-guest-b-model-2.cwasm", "llorch-guest-b-tool.cwasm", "llorch-guest-b.cwasm"]);
-        assert_eq!(cache.checked_path("b-model-2").unwrap(), Some(cache.path("b-model-2")));
+        for (i, model) in ["1", "2", "3", "4", "5"].into_iter().enumerate() {
+            let key = format!("b-model-{model}");
+            cache.write(&key, b"snapshot").unwrap();
+            let an_hour_later = SystemTime::UNIX_EPOCH + Duration::from_secs(3600 * (i as u64 + 1));
+            File::options().write(true).open(cache.path(&key)).unwrap().set_modified(an_hour_later).unwrap();
+        }
+        let snapshots: Vec<String> = names().into_iter().filter(|n| n.contains("-model-")).collect();
+        assert_eq!(snapshots.len(), 4, "{snapshots:?}");
         assert_eq!(cache.checked_path("b-model-1").unwrap(), None);
+        assert_eq!(cache.checked_path("b-model-5").unwrap(), Some(cache.path("b-model-5")));
+        assert!(names().contains(&"llorch-guest-b-tool.cwasm".to_string()));
         std::fs::remove_dir_all(dir.parent().unwrap()).unwrap();
     }
 
