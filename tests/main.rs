@@ -31,3 +31,4 @@ mod checkpoint_25_component_cache;
 mod checkpoint_26_flags;
 mod checkpoint_27_operations;
 mod checkpoint_28_slots_and_batching;
+mod checkpoint_29_pack;

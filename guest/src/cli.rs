@@ -1,5 +1,6 @@
 //! The component's command line: `wasmtime run --dir DIR::/models llorch_guest.wasm --model
-//! /models/x.gguf --prompt "..."` streams the generated text to stdout.
+//! /models/x.gguf --prompt "..."` streams the generated text to stdout; a component packed with
+//! its model (`llorch-cpud pack`) needs no `--model`.
 
 use crate::generation::{GenerateOptions, Generation};
 use crate::model::Model;
@@ -15,7 +16,8 @@ Generate text with a GPT-2 GGUF model.
 Usage: wasmtime run --dir <model dir>::/models llorch_guest.wasm --model /models/<file>.gguf --prompt <text> [options]
 
 Options:
-  --model <path>               GGUF file, as seen inside the component (required)
+  --model <path>               GGUF file, as seen inside the component (required unless the
+                               component was packed with its model)
   --prompt <text>              text to continue (required)
   --max-tokens <n>             most tokens to generate [default: 64]
   --temperature <t>            0 is greedy; 0..=2 [default: 1.0]
@@ -31,7 +33,7 @@ Options:
 /// A parsed command line.
 #[derive(Debug, PartialEq)]
 pub struct CliArgs {
-    pub model: String,
+    pub model: Option<String>,
     pub prompt: String,
     pub options: GenerateOptions,
     /// False when the seed was drawn at random.
@@ -75,7 +77,7 @@ pub fn parse(args: &[String]) -> Result<Option<CliArgs>, String> {
     }
     options.sampling.seed = seed.unwrap_or_else(random_seed);
     Ok(Some(CliArgs {
-        model: model.ok_or("--model is required (see --help)")?,
+        model,
         prompt: prompt.ok_or("--prompt is required (see --help)")?,
         options,
         seed_given: seed.is_some(),
@@ -87,8 +89,9 @@ fn random_seed() -> u64 {
     std::collections::hash_map::RandomState::new().build_hasher().finish()
 }
 
-/// Runs the command line; false when it failed (the message is on `err`).
-pub fn main(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> bool {
+/// Runs the command line with `packed`, the model packed into the component if any; false when
+/// it failed (the message is on `err`).
+pub fn main(args: &[String], packed: Option<Arc<Model>>, out: &mut dyn Write, err: &mut dyn Write) -> bool {
     let args = match parse(args) {
         Ok(Some(args)) => args,
         Ok(None) => {
@@ -103,8 +106,15 @@ pub fn main(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> bool {
     if !args.seed_given && args.options.sampling.temperature > 0.0 {
         let _ = writeln!(err, "seed: {}", args.options.sampling.seed);
     }
-    let generation = Model::open(&args.model).and_then(|model| {
-        let model = Arc::new(model);
+    let model = match (&args.model, packed) {
+        (Some(path), _) => Model::open(path).map(Arc::new),
+        (None, Some(packed)) => Ok(packed),
+        (None, None) => {
+            let _ = writeln!(err, "error: --model is required: this component has no model packed in (see --help)");
+            return false;
+        }
+    };
+    let generation = model.and_then(|model| {
         let tokens = model.tokenizer.encode(&args.prompt);
         Generation::new(model, &tokens, &args.options)
     });
@@ -157,7 +167,7 @@ mod tests {
         ]))
         .unwrap()
         .unwrap();
-        assert_eq!(parsed.model, "/m.gguf");
+        assert_eq!(parsed.model.as_deref(), Some("/m.gguf"));
         assert_eq!(parsed.prompt, "Hi");
         assert_eq!(parsed.options.max_tokens, 5);
         let s = parsed.options.sampling;
@@ -172,7 +182,7 @@ mod tests {
     #[test]
     fn reports_bad_options() {
         for (bad, message) in [
-            (&["--prompt", "x"][..], "--model is required"),
+            (&["--model", "m"][..], "--prompt is required"),
             (&["--model", "m", "--prompt", "x", "--max-tokens", "many"], "--max-tokens takes a whole number"),
             (&["--model", "m", "--bogus", "1"], "unknown option"),
             (&["--model"], "--model needs a value"),
@@ -186,8 +196,16 @@ mod tests {
     #[test]
     fn a_missing_model_file_is_a_message_and_a_failure() {
         let (mut out, mut err) = (Vec::new(), Vec::new());
-        let result = main(&args(&["--model", "/no/such.gguf", "--prompt", "x", "--seed", "1"]), &mut out, &mut err);
+        let result =
+            main(&args(&["--model", "/no/such.gguf", "--prompt", "x", "--seed", "1"]), None, &mut out, &mut err);
         assert!(!result);
         assert!(String::from_utf8(err).unwrap().starts_with("error: cannot read model: /no/such.gguf"));
+    }
+
+    #[test]
+    fn without_a_packed_model_the_model_is_required() {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        assert!(!main(&args(&["--prompt", "x", "--seed", "1"]), None, &mut out, &mut err));
+        assert!(String::from_utf8(err).unwrap().starts_with("error: --model is required"));
     }
 }

@@ -236,7 +236,8 @@ struct Command;
 impl wasip2::exports::cli::run::Guest for Command {
     fn run() -> Result<(), ()> {
         let args: Vec<String> = std::env::args().skip(1).collect();
-        if crate::cli::main(&args, &mut std::io::stdout(), &mut std::io::stderr()) { Ok(()) } else { Err(()) }
+        let packed = PRELOADED.get().cloned();
+        if crate::cli::main(&args, packed, &mut std::io::stdout(), &mut std::io::stderr()) { Ok(()) } else { Err(()) }
     }
 }
 

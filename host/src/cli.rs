@@ -14,8 +14,11 @@ const MAX_SECONDS: f64 = 7.0 * 24.0 * 3600.0;
 
 /// llorch-cpud: a GPT-2 CPU worker whose model runs inside a WebAssembly component.
 #[derive(Debug, Clone, Parser)]
-#[command(version, about)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
 pub struct Args {
+    /// Without a command, the worker serves; `pack` writes a component with a model in it.
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// Name of this worker in logs and the ready callback.
     #[arg(long, default_value = "llorch-cpud")]
     pub worker_id: String,
@@ -78,6 +81,21 @@ pub struct Args {
     /// How long to keep retrying the ready callback, in seconds.
     #[arg(long, default_value = "60", value_parser = seconds)]
     pub callback_timeout_sec: Duration,
+}
+
+/// What the binary does besides serving.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Writes the component with the model loaded into it (a wizer snapshot): one file that
+    /// `wasmtime run FILE.wasm --prompt ...` runs without a model file.
+    Pack {
+        /// GPT-2 GGUF model file (F32, F16 or Q8_0 weights).
+        #[arg(long)]
+        model: PathBuf,
+        /// Where to write the component.
+        #[arg(long)]
+        output: PathBuf,
+    },
 }
 
 /// What one guest instance serves.

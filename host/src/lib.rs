@@ -9,5 +9,6 @@ pub mod gguf_writer;
 pub mod http;
 pub mod log;
 pub mod metrics;
+pub mod pack;
 pub mod server;
 pub mod synthetic;

@@ -41,7 +41,7 @@ pub fn snapshot(
 
 /// Loads the model into an instance of the wizer-instrumented component, keeps it there with
 /// `preload`, and snapshots the instance: a component whose memory image holds the model.
-fn make(runtime: &Runtime, model_file: &ModelFile, limits: &GuestLimits) -> Result<Vec<u8>, CallError> {
+pub fn make(runtime: &Runtime, model_file: &ModelFile, limits: &GuestLimits) -> Result<Vec<u8>, CallError> {
     let host = |e: wasmtime::Error| CallError::Host(format!("{e:#}"));
     let wizer = Wizer::new();
     let (context, instrumented) = wizer.instrument_component(GUEST_WASM).map_err(host)?;

@@ -1,0 +1,81 @@
+//! Checkpoint 29: `llorch-cpud pack` writes the component with the model loaded into it: one
+//! file about the size of the model that the stock wasmtime CLI runs without a model file,
+//! giving the text the component gives with the file; a hostile file fails to pack with the
+//! error the worker gives.
+
+use crate::support::worker::binary;
+use crate::support::{kjv, root, scratch};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The pinned wasmtime CLI that scripts/setup.sh installs.
+fn wasmtime() -> PathBuf {
+    let path = std::env::var_os("LLORCH_WASMTIME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".tools/wasmtime-48.0.2/wasmtime_cli/wasmtime"));
+    assert!(path.exists(), "no wasmtime CLI at {}; run scripts/setup.sh", path.display());
+    path
+}
+
+fn pack(model: &Path, output: &Path) -> Output {
+    Command::new(binary())
+        .args(["pack", "--model"])
+        .arg(model)
+        .arg("--output")
+        .arg(output)
+        .env("LLORCH_CACHE_DIR", scratch("component-cache"))
+        .output()
+        .expect("the binary runs")
+}
+
+fn text(output: Output) -> String {
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+fn a_packed_component_runs_in_the_wasmtime_cli_without_the_model_file() {
+    let model = kjv().with_file_name("model-q8_0.gguf");
+    let packed = scratch("pack").join("kjv.wasm");
+    let _ = std::fs::remove_file(&packed);
+    let output = pack(&model, &packed);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+    // The model's bytes once, plus the guest's code and the tokenizer's tables.
+    let (packed_len, model_len) = (std::fs::metadata(&packed).unwrap().len(), std::fs::metadata(&model).unwrap().len());
+    assert!(
+        packed_len > model_len && packed_len < model_len + (12 << 20),
+        "{packed_len} bytes for a {model_len}-byte model"
+    );
+    let request = ["--prompt", "Love is", "--max-tokens", "30", "--temperature", "0.8", "--seed", "5"];
+    let alone = text(Command::new(wasmtime()).arg("run").arg(&packed).args(request).output().unwrap());
+    let dir = format!("{}::/models", model.parent().unwrap().display());
+    let component = root().join("target/guest/wasm32-wasip2/release/llorch_guest.wasm");
+    let with_file = text(
+        Command::new(wasmtime())
+            .args(["run", "--dir", &dir])
+            .arg(component)
+            .args(["--model", "/models/model-q8_0.gguf"])
+            .args(request)
+            .output()
+            .unwrap(),
+    );
+    assert!(alone.trim().len() > 10, "{alone:?}");
+    assert_eq!(alone, with_file);
+}
+
+#[test]
+fn a_hostile_file_fails_to_pack_with_the_workers_error() {
+    let dir = scratch("pack");
+    let hostile = dir.join("truncated.gguf");
+    let bytes = std::fs::read(kjv()).unwrap();
+    std::fs::write(&hostile, &bytes[..bytes.len() / 2]).unwrap();
+    let packed = dir.join("truncated.wasm");
+    let _ = std::fs::remove_file(&packed);
+    let output = pack(&hostile, &packed);
+    assert_eq!(output.status.code(), Some(1));
+    let logs = String::from_utf8(output.stdout).unwrap();
+    let errors: Vec<&str> = logs.lines().filter(|l| l.contains(r#""level":"error""#)).collect();
+    assert_eq!(errors.len(), 1, "{logs}");
+    assert!(errors[0].contains("cannot load the model: invalid model"), "{}", errors[0]);
+    assert!(!packed.exists());
+}
