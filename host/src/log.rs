@@ -1,7 +1,7 @@
 //! Logging through `tracing`: JSON lines on stdout in the contract's shape (`timestamp`, `level`
 //! in lowercase, `message`, `worker_id`, then the fields of the enclosing spans such as a job's
 //! `job_id`), filtered the `RUST_LOG` way (default `info`). A background thread writes the
-//! lines, so a slow or stalled reader of stdout never blocks a request or the inference thread:
+//! lines, so a slow or stalled reader of stdout never blocks a request or a slot:
 //! past a buffer of 128 Ki lines, lines are dropped instead.
 
 use serde_json::{Map, Value, json};

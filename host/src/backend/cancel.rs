@@ -1,5 +1,5 @@
 //! The active jobs: a cancel flag per job, set by `/cancel` or a vanished client and checked by
-//! the inference thread between guest calls. Closing the registry at shutdown and registering a
+//! the slots between guest calls. Closing the registry at shutdown and registering a
 //! job happen under one lock, so no job is accepted once the shutdown began.
 
 use std::collections::HashMap;

@@ -46,7 +46,7 @@ pub const PROMPT_BUDGET: u32 = 64;
 
 /// How the backend is set up.
 pub struct BackendConfig {
-    /// The model file, held open since start.
+    /// The model file, loaded once into the snapshot every guest is made from.
     pub model: ModelFile,
     pub limits: GuestLimits,
     /// Guest instances, each with its own thread.
