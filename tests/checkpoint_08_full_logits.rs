@@ -37,7 +37,8 @@ fn gpt2_124m_shape_logits_match() {
 fn synthetic_generator_rebuilds_the_shipped_tiny_model_exactly() {
     let path = crate::support::scratch("tiny-regenerated").join("model-f32.gguf");
     let reference = crate::support::model_file("tiny-synthetic/reference.json");
-    llorch_cpud::synthetic::write_gguf(&reference, &tiny(), llorch_cpud::gguf_writer::WeightType::F32, &path).unwrap();
+    llorch_testkit::synthetic::write_gguf(&reference, &tiny(), llorch_testkit::gguf_writer::WeightType::F32, &path)
+        .unwrap();
     let ours = std::fs::read(&path).unwrap();
     let shipped = std::fs::read(tiny()).unwrap();
     let (ours, shipped) =

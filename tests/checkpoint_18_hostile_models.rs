@@ -4,7 +4,7 @@
 use crate::support::micro::micro_gpt2;
 use crate::support::scratch;
 use crate::support::worker::{Worker, spawn};
-use llorch_cpud::gguf_writer as g;
+use llorch_testkit::gguf_writer as g;
 use std::time::Duration;
 
 /// A case: a name, the file, and text its error line must contain.

@@ -25,7 +25,6 @@ mod checkpoint_19_gguf_fuzz;
 mod checkpoint_20_guest_failures;
 mod checkpoint_21_hostile_requests;
 mod checkpoint_22_quantized_weights;
-mod checkpoint_23_bench;
 mod checkpoint_24_readme_command;
 mod checkpoint_25_component_cache;
 mod checkpoint_26_flags;

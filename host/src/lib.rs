@@ -5,10 +5,8 @@
 pub mod backend;
 pub mod callback;
 pub mod cli;
-pub mod gguf_writer;
 pub mod http;
 pub mod log;
 pub mod metrics;
 pub mod pack;
 pub mod server;
-pub mod synthetic;

@@ -1,6 +1,6 @@
 //! The smallest valid GPT-2 GGUF: the seed of the hostile-file and fuzz tests.
 
-use llorch_cpud::gguf_writer::GgufBuilder;
+use llorch_testkit::gguf_writer::GgufBuilder;
 
 /// A complete, valid GPT-2 of a few kilobytes: 258 tokens (the 256 bytes, "he",
 /// `<|endoftext|>`), 1 block, 8 wide, 2 heads, 16 positions.

@@ -9,7 +9,7 @@ pub mod pool_manager;
 pub mod reference;
 pub mod worker;
 
-use llorch_cpud::gguf_writer::WeightType;
+use llorch_testkit::gguf_writer::WeightType;
 use std::path::PathBuf;
 
 /// The workspace root.
@@ -36,7 +36,7 @@ pub fn gpt2_124m() -> PathBuf {
     let path = scratch("gpt2-124m-synthetic").join("model-f32-v1.gguf");
     if !path.exists() {
         let reference = model_file("gpt2-124m-synthetic/reference.json");
-        llorch_cpud::synthetic::write_gguf(&reference, &tiny(), WeightType::F32, &path)
+        llorch_testkit::synthetic::write_gguf(&reference, &tiny(), WeightType::F32, &path)
             .expect("the 124M model is written");
     }
     path

@@ -3,7 +3,7 @@
 //! Every job id sent must come back with exactly one final answer (an `end` or `error` event
 //! naming the job's stream, or a 503); an id without one is counted as lost.
 //!
-//! `cargo run -p llorch-cpud --example load_test -- --url http://127.0.0.1:8080 --clients 8 --seconds 30`
+//! `cargo run -p llorch-bench --example load_test -- --url http://127.0.0.1:8080 --clients 8 --seconds 30`
 
 use clap::Parser;
 use serde_json::{Value, json};

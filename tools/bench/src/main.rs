@@ -10,11 +10,11 @@ use llorch_cpud::backend::guest::{Guest, GuestLimits};
 use llorch_cpud::backend::model_file::ModelFile;
 use llorch_cpud::backend::runtime::Runtime;
 use llorch_cpud::backend::wit::{self, Step};
-use llorch_cpud::gguf_writer::WeightType;
 use llorch_guest::batch::Batch;
 use llorch_guest::generation::{self, GenerateOptions};
 use llorch_guest::model::Model;
 use llorch_guest::sampler::SamplingParams;
+use llorch_testkit::gguf_writer::WeightType;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -150,7 +150,7 @@ fn synthesize(out_dir: &Path, reference: &Path, tokenizer: &Path) -> Result<()> 
         (WeightType::Q8_0, "gpt2-124m-q8_0.gguf"),
     ] {
         let path = out_dir.join(file);
-        llorch_cpud::synthetic::write_gguf(reference, tokenizer, kind, &path)?;
+        llorch_testkit::synthetic::write_gguf(reference, tokenizer, kind, &path)?;
         println!("{} ({} bytes)", path.display(), std::fs::metadata(&path)?.len());
     }
     Ok(())
