@@ -91,31 +91,24 @@ fn a_job_past_its_deadline_ends_with_timeout_and_the_guest_stays() {
 }
 
 #[test]
-fn a_runaway_guest_is_trapped_and_rebuilt_from_the_bytes_read_at_start() {
+fn a_runaway_guest_is_trapped_and_rebuilt_from_the_snapshot() {
     let model = linked_124m("runaway");
-    // One slot: while it is rebuilt, no slot is up.
     let worker =
         Worker::start(&["--model", model.to_str().unwrap(), "--slots", "1", "--guest-call-timeout-sec", RUNAWAY_LIMIT]);
     // The path is gone: a rebuild that reopened it would fail.
     std::fs::remove_file(&model).unwrap();
-    let health = HealthWatch::start(&worker);
     let events = worker.execute(&json!({"job_id": "runaway", "prompt": long_prompt(), "max_tokens": 10}));
     let error = terminal(&events);
     assert_eq!(error.data["code"], "INFERENCE_FAILED", "{:?}", error.data);
     assert_eq!(error.data["retriable"], true);
     assert!(error.data["message"].as_str().unwrap().contains("ran away"), "{:?}", error.data);
-    wait_healthy(&worker);
-    let seen = health.stop();
-    assert!(
-        seen.iter().any(|(status, body)| *status == 503
-            && body["status"] == "unhealthy"
-            && body["reason"].as_str().unwrap().contains("rebuilding")),
-        "health never said it was rebuilding: {:?} {:?}",
-        seen.iter().map(|(s, _)| s).collect::<Vec<_>>(),
-        worker.logs()
-    );
+    // The slot is marked down before the job's client hears of the failure, then made again
+    // from the snapshot (in milliseconds, too short for a poller of /health to see reliably).
     let messages = worker.messages_after("guest rebuilt");
-    assert!(messages.iter().any(|m| m.starts_with("guest failed, rebuilding it: the guest ran away")));
+    let position = |prefix: &str| messages.iter().position(|m| m.starts_with(prefix)).unwrap();
+    assert!(position("guest failed, rebuilding it: the guest ran away") < position("job ended: INFERENCE_FAILED"));
+    assert!(position("job ended: INFERENCE_FAILED") < position("guest rebuilt"));
+    wait_healthy(&worker);
     let events = worker.execute(&json!({"job_id": "after", "prompt": "Hello", "max_tokens": 2}));
     assert_eq!(terminal(&events).name, "end");
 }
