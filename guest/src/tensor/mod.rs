@@ -24,9 +24,6 @@ use std::sync::Arc;
 
 /// Floats of decoded weights a panel holds: small enough to stay in L1 while it is used.
 const PANEL_FLOATS: usize = 4096;
-/// Input rows up to which Q8_0 weights are multiplied where they lie (decode steps of a batch);
-/// beyond, decoding a panel once for all rows is cheaper.
-const Q8_0_DIRECT_ROWS: usize = 16;
 
 /// A model file in memory, 4-byte aligned so F32 tensors can be used where they lie.
 pub struct FileBuffer {
@@ -255,10 +252,10 @@ impl Matrix {
             kernels::matmul(out, n, x, w, bias, rows_x, k, n);
             return;
         }
-        // Up to Q8_0_DIRECT_ROWS input rows (decoding, alone or in a batch): Q8_0 blocks are
-        // used where they lie. More rows (prefill) amortise decoding a panel once over all of them.
+        // One or a few input rows (decoding): Q8_0 blocks are used where they lie. More rows
+        // (prefill) amortise decoding a panel once over all of them.
         if let Storage::InFile(file, range, TensorType::Q8_0) = &self.storage
-            && rows_x <= Q8_0_DIRECT_ROWS
+            && rows_x < 4
         {
             kernels::matmul_q8_0(out, n, x, &file.bytes()[range.clone()], bias, rows_x, k, n);
             return;

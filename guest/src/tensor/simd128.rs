@@ -167,9 +167,8 @@ pub fn decode_q8_0(dst: &mut [f32], src: &[u8]) {
 }
 
 /// The matrix product with Q8_0 weight rows `[n, k]` read in place (the twin of
-/// `scalar::matmul_q8_0`): per block, the int8 values become floats in registers, meet the 32
-/// inputs of up to four input rows, and each row's block sum is scaled once; nothing is decoded
-/// to memory. Each row gets the same arithmetic in a group of four as alone.
+/// `scalar::matmul_q8_0`): per block, the int8 values become floats in registers, meet their
+/// 32 inputs, and the block's sum is scaled once; nothing is decoded to memory.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_q8_0(
     out: &mut [f32],
@@ -184,60 +183,30 @@ pub fn matmul_q8_0(
     let row_bytes = k / 32 * 34;
     assert!(k.is_multiple_of(32), "Q8_0 rows are whole blocks");
     super::check_matmul_shapes(out, stride, x, w.len(), row_bytes, bias, rows, k, n);
-    let mut t = 0;
-    while t + 4 <= rows {
-        q8_0_rows::<4>(out, stride, x, w, bias, t, k, n);
-        t += 4;
-    }
-    while t < rows {
-        q8_0_rows::<1>(out, stride, x, w, bias, t, k, n);
-        t += 1;
-    }
-}
-
-/// Input rows `t0..t0+R` of `matmul_q8_0` against every weight row, each weight block read once
-/// for all R. The caller has checked the shapes.
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-fn q8_0_rows<const R: usize>(
-    out: &mut [f32],
-    stride: usize,
-    x: &[f32],
-    w: &[u8],
-    bias: Option<&[f32]>,
-    t0: usize,
-    k: usize,
-    n: usize,
-) {
-    let row_bytes = k / 32 * 34;
-    for j in 0..n {
-        let mut acc = [f32x4_splat(0.0); R];
-        for (b, block) in w[j * row_bytes..(j + 1) * row_bytes].chunks_exact(34).enumerate() {
-            let scale = f32x4_splat(super::f16_to_f32(u16::from_le_bytes([block[0], block[1]])));
-            let mut partial = [[f32x4_splat(0.0); 2]; R];
-            for half in 0..2 {
-                // SAFETY: a block has 34 bytes; 2 + 16 * half + 16 <= 34.
-                let q = unsafe { v128_load(block.as_ptr().add(2 + 16 * half).cast()) };
-                for (h, shorts) in [i16x8_extend_low_i8x16(q), i16x8_extend_high_i8x16(q)].into_iter().enumerate() {
-                    for (m, ints) in
-                        [i32x4_extend_low_i16x8(shorts), i32x4_extend_high_i16x8(shorts)].into_iter().enumerate()
-                    {
-                        let at = 32 * b + 16 * half + 8 * h + 4 * m;
-                        let weights = f32x4_convert_i32x4(ints);
-                        for (r, partial) in partial.iter_mut().enumerate() {
-                            // SAFETY: row t0 + r < rows and at + 4 <= 32 * (b + 1) <= k, inside x.
-                            let xv = unsafe { v128_load(x.as_ptr().add((t0 + r) * k + at).cast()) };
-                            partial[m] = f32x4_add(partial[m], f32x4_mul(xv, weights));
+    for t in 0..rows {
+        let x_row = &x[t * k..(t + 1) * k];
+        for j in 0..n {
+            let mut acc = f32x4_splat(0.0);
+            for (b, block) in w[j * row_bytes..(j + 1) * row_bytes].chunks_exact(34).enumerate() {
+                let scale = f32x4_splat(super::f16_to_f32(u16::from_le_bytes([block[0], block[1]])));
+                let mut partial = [f32x4_splat(0.0); 2];
+                for half in 0..2 {
+                    // SAFETY: a block has 34 bytes; 2 + 16 * half + 16 <= 34.
+                    let q = unsafe { v128_load(block.as_ptr().add(2 + 16 * half).cast()) };
+                    for (h, shorts) in [i16x8_extend_low_i8x16(q), i16x8_extend_high_i8x16(q)].into_iter().enumerate() {
+                        for (m, ints) in
+                            [i32x4_extend_low_i16x8(shorts), i32x4_extend_high_i16x8(shorts)].into_iter().enumerate()
+                        {
+                            let at = 32 * b + 16 * half + 8 * h + 4 * m;
+                            // SAFETY: at + 4 <= 32 * (b + 1) <= k, inside x_row.
+                            let xv = unsafe { v128_load(x_row.as_ptr().add(at).cast()) };
+                            partial[m] = f32x4_add(partial[m], f32x4_mul(xv, f32x4_convert_i32x4(ints)));
                         }
                     }
                 }
+                acc = f32x4_add(acc, f32x4_mul(f32x4_add(partial[0], partial[1]), scale));
             }
-            for (acc, partial) in acc.iter_mut().zip(&partial) {
-                *acc = f32x4_add(*acc, f32x4_mul(f32x4_add(partial[0], partial[1]), scale));
-            }
-        }
-        for (r, acc) in acc.iter().enumerate() {
-            out[(t0 + r) * stride + j] = horizontal_sum(*acc) + bias.map_or(0.0, |b| b[j]);
+            out[t * stride + j] = horizontal_sum(acc) + bias.map_or(0.0, |b| b[j]);
         }
     }
 }
