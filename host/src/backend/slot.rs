@@ -105,6 +105,7 @@ impl Slot {
     /// Starts `job` in the batch, or ends it at once when it was cancelled or is refused.
     fn admit(&mut self, job: Job) {
         self.metrics().requests_waiting.dec();
+        let deadline = self.call_deadline();
         let Some(instance) = self.instance.as_mut() else { return self.scheduler.release(job) };
         if job.should_stop() {
             job.end_with(Failure::Cancelled, "cancelled before it started");
@@ -119,7 +120,6 @@ impl Slot {
             seed: job.options.sampling.seed,
             prompt_tokens: job.prompt.len() as u32,
         });
-        let deadline = Instant::now() + self.scheduler.call_limit;
         match instance.guest.add(instance.batch, &job.prompt, &job.options, deadline) {
             Ok(sequence) => {
                 let batch = self.running.len() + 1;
@@ -134,12 +134,7 @@ impl Slot {
                 job.end_with(Failure::InvalidRequest, describe(&e));
                 self.scheduler.release(job);
             }
-            Err(trap) => {
-                self.discard_guest(&trap);
-                job.fail(&format!("{trap}; the guest is being rebuilt"));
-                self.scheduler.release(job);
-                self.make_guest("rebuilt");
-            }
+            Err(trap) => self.trapped(trap, Some(job)),
         }
     }
 
@@ -182,7 +177,7 @@ impl Slot {
             let deadline = self.call_deadline();
             let Some(instance) = self.instance.as_mut() else { return };
             if let Err(trap) = instance.guest.remove(instance.batch, sequence, deadline) {
-                return self.trapped(trap);
+                return self.trapped(trap, None);
             }
         }
         if self.running.is_empty() {
@@ -196,7 +191,7 @@ impl Slot {
                     self.report(step.id, step.step);
                 }
             }
-            Err(trap) => self.trapped(trap),
+            Err(trap) => self.trapped(trap, None),
         }
     }
 
@@ -252,16 +247,22 @@ impl Slot {
             Quick::Detokenize(tokens, reply) => reply_with(reply, guest.detokenize(&tokens, deadline)),
         };
         if let Err(trap) = outcome {
-            self.trapped(trap);
+            self.trapped(trap, None);
         }
     }
 
-    /// The guest trapped: every job in it fails (retriable), and the guest is rebuilt.
-    fn trapped(&mut self, error: CallError) {
+    /// The guest trapped: every job in it, and `admitting` (the job it was taking in when it
+    /// trapped), fails (retriable), and the guest is rebuilt.
+    fn trapped(&mut self, error: CallError, admitting: Option<Job>) {
         self.discard_guest(&error);
+        let message = format!("{error}; the guest is being rebuilt");
+        if let Some(job) = admitting {
+            job.fail(&message);
+            self.scheduler.release(job);
+        }
         while !self.running.is_empty() {
             let job = self.take(0);
-            job.fail(&format!("{error}; the guest is being rebuilt"));
+            job.fail(&message);
             self.scheduler.release(job);
         }
         self.make_guest("rebuilt");
