@@ -24,19 +24,11 @@ pub fn snapshot(
     let host = |e: anyhow::Error| CallError::Host(format!("{e:#}"));
     let digest = model_file.digest().map_err(host)?;
     let entry = format!("{}{}", &MODEL[1..], &digest[..24]);
-    let mut refused = None;
-    let component = runtime.compiled(Some(&entry), "snapshot", || {
-        make(runtime, model_file, limits).map_err(|e| {
-            let message = e.to_string();
-            refused = Some(e);
-            anyhow::anyhow!(message)
-        })
-    });
-    match (component, refused) {
-        (Ok(component), _) => runtime.instantiable(component).map_err(host),
-        (Err(_), Some(refusal)) => Err(refusal),
-        (Err(e), None) => Err(host(e)),
-    }
+    // A refusal from `make` comes back through the cache unchanged, as the `CallError` it was.
+    let component = runtime
+        .compiled(Some(&entry), "snapshot", || Ok(make(runtime, model_file, limits)?))
+        .map_err(|e| e.downcast::<CallError>().unwrap_or_else(host))?;
+    runtime.instantiable(component).map_err(host)
 }
 
 /// Loads the model into an instance of the wizer-instrumented component, keeps it there with
