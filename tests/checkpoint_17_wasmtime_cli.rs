@@ -3,32 +3,9 @@
 //! it, and bad input gives a message and a non-zero exit, not a trap.
 
 use crate::support::worker::{Worker, text_of};
-use crate::support::{kjv, root, tiny};
+use crate::support::{component_wasm, kjv, root, run_component as run, tiny, wasmtime};
 use serde_json::json;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-/// The pinned wasmtime CLI that scripts/setup.sh installs.
-fn wasmtime() -> PathBuf {
-    let path = std::env::var_os("LLORCH_WASMTIME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join(".tools/wasmtime-48.0.2/wasmtime_cli/wasmtime"));
-    assert!(path.exists(), "no wasmtime CLI at {}; run scripts/setup.sh", path.display());
-    path
-}
-
-/// The component the host build produced.
-fn component() -> PathBuf {
-    let path = root().join("target/guest/wasm32-wasip2/release/llorch_guest.wasm");
-    assert!(path.exists(), "no component at {}", path.display());
-    path
-}
-
-/// `wasmtime run --dir <model dir>::/models <component> <args>`.
-fn run(model: &Path, args: &[&str]) -> Output {
-    let dir = format!("{}::/models", model.parent().unwrap().display());
-    Command::new(wasmtime()).args(["run", "--dir", &dir]).arg(component()).args(args).output().expect("wasmtime runs")
-}
 
 fn stdout(output: &Output) -> String {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
@@ -82,7 +59,7 @@ fn invoke_generate_text_returns_the_greedy_reference() {
     let dir = format!("{}::/models", model.parent().unwrap().display());
     let call = r#"generate-text("/models/model-f16.gguf", "Hello.", {max-tokens: 20, sampling: {temperature: 0.0, top-k: 0, top-p: 1.0, min-p: 0.0, repetition-penalty: 1.0, seed: 0}, stop: []})"#;
     let output =
-        Command::new(wasmtime()).args(["run", "--dir", &dir, "--invoke", call]).arg(component()).output().unwrap();
+        Command::new(wasmtime()).args(["run", "--dir", &dir, "--invoke", call]).arg(component_wasm()).output().unwrap();
     let printed = stdout(&output);
     let expected = crate::support::reference::prompts("kjv-fortunes-18m", "reference.json")[0].greedy_text.clone();
     // WAVE prints the result as ok("...") with quotes, newlines and apostrophes escaped.

@@ -4,18 +4,9 @@
 //! error the worker gives.
 
 use crate::support::worker::binary;
-use crate::support::{kjv, root, scratch};
-use std::path::{Path, PathBuf};
+use crate::support::{kjv, run_component, scratch, wasmtime};
+use std::path::Path;
 use std::process::{Command, Output};
-
-/// The pinned wasmtime CLI that scripts/setup.sh installs.
-fn wasmtime() -> PathBuf {
-    let path = std::env::var_os("LLORCH_WASMTIME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join(".tools/wasmtime-48.0.2/wasmtime_cli/wasmtime"));
-    assert!(path.exists(), "no wasmtime CLI at {}; run scripts/setup.sh", path.display());
-    path
-}
 
 fn pack(model: &Path, output: &Path) -> Output {
     Command::new(binary())
@@ -48,17 +39,7 @@ fn a_packed_component_runs_in_the_wasmtime_cli_without_the_model_file() {
     );
     let request = ["--prompt", "Love is", "--max-tokens", "30", "--temperature", "0.8", "--seed", "5"];
     let alone = text(Command::new(wasmtime()).arg("run").arg(&packed).args(request).output().unwrap());
-    let dir = format!("{}::/models", model.parent().unwrap().display());
-    let component = root().join("target/guest/wasm32-wasip2/release/llorch_guest.wasm");
-    let with_file = text(
-        Command::new(wasmtime())
-            .args(["run", "--dir", &dir])
-            .arg(component)
-            .args(["--model", "/models/model-q8_0.gguf"])
-            .args(request)
-            .output()
-            .unwrap(),
-    );
+    let with_file = text(run_component(&model, &[&["--model", "/models/model-q8_0.gguf"][..], &request[..]].concat()));
     assert!(alone.trim().len() > 10, "{alone:?}");
     assert_eq!(alone, with_file);
 }

@@ -10,11 +10,39 @@ pub mod reference;
 pub mod worker;
 
 use llorch_testkit::gguf_writer::WeightType;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 /// The workspace root.
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ is inside the workspace").to_path_buf()
+}
+
+/// The pinned wasmtime CLI that scripts/setup.sh installs.
+pub fn wasmtime() -> PathBuf {
+    let path = std::env::var_os("LLORCH_WASMTIME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".tools/wasmtime-48.0.2/wasmtime_cli/wasmtime"));
+    assert!(path.exists(), "no wasmtime CLI at {}; run scripts/setup.sh", path.display());
+    path
+}
+
+/// The component the host build produced.
+pub fn component_wasm() -> PathBuf {
+    let path = root().join("target/guest/wasm32-wasip2/release/llorch_guest.wasm");
+    assert!(path.exists(), "no component at {}", path.display());
+    path
+}
+
+/// `wasmtime run --dir <model dir>::/models <component> <args>`.
+pub fn run_component(model: &Path, args: &[&str]) -> Output {
+    let dir = format!("{}::/models", model.parent().unwrap().display());
+    Command::new(wasmtime())
+        .args(["run", "--dir", &dir])
+        .arg(component_wasm())
+        .args(args)
+        .output()
+        .expect("wasmtime runs")
 }
 
 /// A file under `models/`.
