@@ -19,4 +19,4 @@ CARGO_ENCODED_RUSTFLAGS="-Ctarget-feature=+simd128" \
 CARGO_TARGET_WASM32_WASIP2_RUNNER="$LLORCH_WASMTIME run --dir $(pwd)" \
     cargo test --locked --release -p llorch-guest --target wasm32-wasip2 --target-dir target/guest
 
-cargo test --locked -p llorch-cpud -p llorch-bench
+cargo test --locked -p llorch-api -p llorch-cpud -p llorch-bench

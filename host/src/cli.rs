@@ -2,6 +2,7 @@
 //! with its bounds so that a bad value is refused with a message and exit 2.
 
 use clap::Parser;
+use llorch_api::request::DEFAULT_MAX_BODY_BYTES;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -66,7 +67,7 @@ pub struct Args {
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub max_memory_mb: Option<u64>,
     /// Largest request body, in bytes (at most 1 GiB).
-    #[arg(long, default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
+    #[arg(long, default_value_t = DEFAULT_MAX_BODY_BYTES as u64, value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
     pub max_body_bytes: u64,
     /// Time a client has to send a request's headers, and again its body, in seconds; an idle
     /// keep-alive connection is closed after it too.
@@ -155,6 +156,17 @@ mod tests {
         for bad in ["nan", "NaN", "inf", "-1", "0", "1e300", "604801", "ten", ""] {
             assert!(seconds(bad).is_err(), "{bad} was accepted");
         }
+    }
+
+    #[test]
+    fn defaults_are_the_ones_the_component_serves_with() {
+        use llorch_api::request::{DEFAULT_BODY_TIMEOUT, DEFAULT_INFERENCE_TIMEOUT};
+        let args = Args::try_parse_from(["llorch-cpud"]).unwrap();
+        assert_eq!(args.max_body_bytes, DEFAULT_MAX_BODY_BYTES as u64);
+        assert_eq!(
+            (args.request_timeout_sec, args.inference_timeout_sec),
+            (DEFAULT_BODY_TIMEOUT, DEFAULT_INFERENCE_TIMEOUT)
+        );
     }
 
     #[test]

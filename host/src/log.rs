@@ -4,6 +4,7 @@
 //! lines, so a slow or stalled reader of stdout never blocks a request or a slot:
 //! past a buffer of 128 Ki lines, lines are dropped instead.
 
+use llorch_api::events::rfc3339;
 use serde_json::{Map, Value, json};
 use std::fmt;
 use tracing::field::{Field, Visit};
@@ -27,13 +28,6 @@ pub fn init(worker_id: &str) -> WorkerGuard {
     // A second init (tests that start several workers in one process) keeps the first.
     let _ = Registry::default().with(filter).with(layer).try_init();
     guard
-}
-
-/// `at` in RFC 3339, UTC.
-pub fn rfc3339(at: std::time::SystemTime) -> String {
-    time::OffsetDateTime::from(at)
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_string())
 }
 
 /// Formats one event as the contract's JSON line.

@@ -2,9 +2,9 @@
 //! (413), time limit (408), well-formed UTF-8 JSON (400), the expected shape (422).
 
 use super::RequestLimits;
-use super::error::ApiError;
 use axum::body::Body;
 use axum::http::{HeaderMap, header};
+use llorch_api::error::{ApiError, check_json_content_type, parse_json};
 use serde::de::DeserializeOwned;
 
 /// Parses `body` as JSON of type `T`; the whole body must arrive within `limits.body_timeout`.
@@ -15,13 +15,7 @@ pub async fn json_body<T: DeserializeOwned>(
 ) -> Result<T, ApiError> {
     let limit = limits.max_body_bytes;
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let mime = content_type.split(';').next().unwrap_or("").trim();
-    if !mime.eq_ignore_ascii_case("application/json") {
-        return Err(ApiError::UnsupportedMediaType(format!(
-            "Content-Type must be application/json, got {:?}",
-            content_type
-        )));
-    }
+    check_json_content_type(content_type)?;
     let bytes = tokio::time::timeout(limits.body_timeout, axum::body::to_bytes(body, limit))
         .await
         .map_err(|_| ApiError::Timeout(limits.body_timeout))?
@@ -32,7 +26,5 @@ pub async fn json_body<T: DeserializeOwned>(
                 ApiError::MalformedJson("the body could not be read".to_string())
             }
         })?;
-    let value: serde_json::Value = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::MalformedJson(format!("the body is not valid JSON: {e}")))?;
-    serde_json::from_value(value).map_err(|e| ApiError::Unprocessable(e.to_string()))
+    parse_json(&bytes)
 }

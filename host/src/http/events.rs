@@ -1,55 +1,13 @@
-//! The contract's SSE events: a job's events as `event: <type>` + `data: {"type":"<type>",...}`.
+//! A job's events as the contract's SSE events.
 
 use crate::backend::job::JobEvent;
-use crate::log::rfc3339;
 use axum::response::sse::Event as SseEvent;
-use serde::Serialize;
+pub use llorch_api::events::Event;
+use llorch_api::events::rfc3339;
 
-/// One event of a job's stream, serialized as the `data:` of an SSE event.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum Event {
-    Started {
-        job_id: String,
-        model: String,
-        started_at: String,
-        seed: u64,
-        prompt_tokens: u32,
-    },
-    Token {
-        t: String,
-        i: u32,
-    },
-    End {
-        tokens_out: u32,
-        decode_time_ms: u64,
-        stop_reason: &'static str,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        stop_sequence_matched: Option<String>,
-    },
-    Error {
-        code: &'static str,
-        message: String,
-        retriable: bool,
-    },
-}
-
-impl Event {
-    /// The SSE event name: the same as `type`.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Event::Started { .. } => "started",
-            Event::Token { .. } => "token",
-            Event::End { .. } => "end",
-            Event::Error { .. } => "error",
-        }
-    }
-
-    /// The SSE event.
-    pub fn to_sse(&self) -> SseEvent {
-        let data = serde_json::to_string(self).expect("events serialize");
-        SseEvent::default().event(self.name()).data(data)
-    }
+/// The SSE event for `event`.
+pub fn to_sse(event: &Event) -> SseEvent {
+    SseEvent::default().event(event.name()).data(event.data())
 }
 
 /// Turns job `job_id`'s events into the contract's, numbering the tokens from 0.

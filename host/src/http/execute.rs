@@ -2,9 +2,7 @@
 
 use super::AppState;
 use super::body::json_body;
-use super::error::{ApiError, FieldError};
-use super::events::EventStream;
-use super::validation::{ExecuteRequest, ValidRequest};
+use super::events::{EventStream, to_sse};
 use crate::backend::BackendError;
 use crate::backend::cancel::RegisterError;
 use crate::backend::job::{Job, JobEvent};
@@ -14,6 +12,8 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use llorch_api::error::ApiError;
+use llorch_api::request::{ExecuteRequest, ValidRequest, check_context};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -35,7 +35,7 @@ pub async fn execute(State(state): State<Arc<AppState>>, headers: HeaderMap, bod
     let mut events = EventStream::new(request.job_id.clone());
     let receiver = start_job(&state, request, arrived).await?;
     let stream =
-        UnboundedReceiverStream::new(receiver).map(move |event| Ok::<_, Infallible>(events.next(event).to_sse()));
+        UnboundedReceiverStream::new(receiver).map(move |event| Ok::<_, Infallible>(to_sse(&events.next(event))));
     // Comments on a quiet stream (a long prefill, a wait in the queue) keep proxies from
     // cutting it; clients skip them.
     Ok(Sse::new(stream).keep_alive(keep_alive(&state)).into_response())
@@ -97,23 +97,6 @@ pub async fn start_job(
     Ok(receiver)
 }
 
-/// 400 when the prompt's tokens plus `max_tokens` exceed the context.
-fn check_context(request: &ValidRequest, prompt_tokens: usize, context: u32) -> Result<(), ApiError> {
-    let needed = prompt_tokens + request.max_tokens as usize;
-    if needed <= context as usize {
-        return Ok(());
-    }
-    Err(ApiError::Invalid(vec![FieldError {
-        field: "max_tokens".into(),
-        constraint: format!("prompt_tokens + max_tokens <= context_length({context})"),
-        message: format!(
-            "the prompt has {prompt_tokens} tokens; with max_tokens {} that is {needed}, over the model's context length {context}",
-            request.max_tokens
-        ),
-        value: Some(request.max_tokens.to_string()),
-    }]))
-}
-
 /// A backend refusal as an HTTP error.
 pub fn unavailable(e: BackendError) -> ApiError {
     match e {
@@ -122,12 +105,7 @@ pub fn unavailable(e: BackendError) -> ApiError {
             retry_after_sec: Some(RETRY_AFTER_SEC),
         },
         BackendError::Down(reason) => ApiError::Unavailable { message: reason, retry_after_sec: Some(RETRY_AFTER_SEC) },
-        BackendError::Refused(reason) => ApiError::Invalid(vec![FieldError {
-            field: "body".into(),
-            constraint: "model".into(),
-            message: reason,
-            value: None,
-        }]),
+        BackendError::Refused(reason) => ApiError::refused(reason),
     }
 }
 

@@ -2,12 +2,10 @@
 //! `/detokenize`, `/metrics`, and the OpenAI-shaped `/v1/completions` and `/v1/models`.
 
 pub mod body;
-pub mod error;
 pub mod events;
 pub mod execute;
 pub mod openai;
 pub mod routes;
-pub mod validation;
 
 use crate::backend::Backend;
 use axum::Router;
@@ -73,5 +71,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(routes::metrics))
         .route("/v1/completions", post(openai::completions))
         .route("/v1/models", get(openai::models))
+        .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
         .with_state(state)
 }

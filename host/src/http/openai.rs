@@ -4,9 +4,7 @@
 
 use super::AppState;
 use super::body::json_body;
-use super::error::{ApiError, FieldError};
 use super::execute::{keep_alive, shutting_down, start_job};
-use super::validation::ExecuteRequest;
 use crate::backend::job::{EndReason, Failure, JobEvent};
 use axum::Json;
 use axum::body::Body;
@@ -14,6 +12,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, Sse};
 use axum::response::{IntoResponse, Response};
+use llorch_api::error::{ApiError, FieldError};
+use llorch_api::request::ExecuteRequest;
 use serde::Deserialize;
 use serde_json::{Number, Value, json};
 use std::convert::Infallible;
@@ -111,10 +111,11 @@ fn from_api_error(error: ApiError) -> Response {
         other => {
             // The rest keep their status and headers (Retry-After on 503, Connection: close on
             // 408); only the body takes OpenAI's shape.
-            let (status, code, message) = other.summary().expect("every other fault has a summary");
+            let status = StatusCode::from_u16(other.status()).expect("every status is valid");
+            let (code, message) = other.summary().expect("every other fault has a summary");
             let kind = if status.is_server_error() { "server_error" } else { "invalid_request_error" };
             let mut response = openai_error(status, message, kind, None, &code.to_ascii_lowercase());
-            response.headers_mut().extend(other.headers());
+            other.add_headers(&mut response);
             response
         }
     }

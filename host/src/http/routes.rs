@@ -2,22 +2,17 @@
 
 use super::AppState;
 use super::body::json_body;
-use super::error::{ApiError, FieldError};
 use super::execute::unavailable;
-use super::validation::MAX_PROMPT_CHARS;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use llorch_api::error::ApiError;
+use llorch_api::request::{DetokenizeRequest, TokenizeRequest};
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
-
-/// Most token ids `/detokenize` takes.
-const MAX_DETOKENIZE_TOKENS: usize = 32768;
-/// Most out-of-range ids listed one by one; the rest are counted in one more entry.
-const MAX_LISTED_ERRORS: usize = 16;
 
 /// 200 `healthy` when the worker takes jobs; 503 `unhealthy` with a `reason` while a failed
 /// guest is rebuilt or after it could not be, and 503 `draining` once a shutdown began.
@@ -45,6 +40,16 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Response {
     }
     let code = if status == "healthy" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (code, Json(body)).into_response()
+}
+
+/// 404 for a path no route has.
+pub async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::NotFound(format!("no route {}", uri.path()))
+}
+
+/// 405 for a route's path with a method it does not take.
+pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::MethodNotAllowed(format!("{} does not take {method}", uri.path()))
 }
 
 /// `GET /metrics`: every metric in the OpenMetrics text format.
@@ -93,33 +98,14 @@ pub async fn shutdown(State(state): State<Arc<AppState>>) -> Response {
     (StatusCode::ACCEPTED, Json(json!({ "status": "shutting_down", "active_jobs": active }))).into_response()
 }
 
-#[derive(Deserialize)]
-pub struct TokenizeRequest {
-    text: String,
-}
-
 pub async fn tokenize(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let request: TokenizeRequest = json_body(&headers, body, &state.limits).await?;
-    let chars = request.text.chars().count();
-    if chars > MAX_PROMPT_CHARS {
-        return Err(ApiError::Invalid(vec![FieldError {
-            field: "text".into(),
-            constraint: format!("length(0..={MAX_PROMPT_CHARS})"),
-            message: format!("text must be at most {MAX_PROMPT_CHARS} characters (got {chars})"),
-            value: None,
-        }]));
-    }
-    let tokens = state.backend.tokenize(request.text).await.map_err(unavailable)?;
+    let tokens = state.backend.tokenize(request.validate()?).await.map_err(unavailable)?;
     Ok(Json(json!({ "tokens": tokens })).into_response())
-}
-
-#[derive(Deserialize)]
-pub struct DetokenizeRequest {
-    tokens: Vec<u32>,
 }
 
 pub async fn detokenize(
@@ -128,39 +114,7 @@ pub async fn detokenize(
     body: Body,
 ) -> Result<Response, ApiError> {
     let request: DetokenizeRequest = json_body(&headers, body, &state.limits).await?;
-    let vocab = state.backend.info.vocab_size;
-    let out_of_range: Vec<(usize, u32)> =
-        request.tokens.iter().copied().enumerate().filter(|&(_, id)| id >= vocab).collect();
-    let mut errors: Vec<FieldError> = out_of_range
-        .iter()
-        .take(MAX_LISTED_ERRORS)
-        .map(|&(i, id)| FieldError {
-            field: format!("tokens[{i}]"),
-            constraint: format!("range(0..{vocab})"),
-            message: format!("token id {id} is outside the vocabulary of {vocab}"),
-            value: Some(id.to_string()),
-        })
-        .collect();
-    if out_of_range.len() > MAX_LISTED_ERRORS {
-        let more = out_of_range.len() - MAX_LISTED_ERRORS;
-        errors.push(FieldError {
-            field: "tokens".into(),
-            constraint: format!("range(0..{vocab})"),
-            message: format!("{more} more token ids are outside the vocabulary of {vocab}"),
-            value: None,
-        });
-    }
-    if request.tokens.len() > MAX_DETOKENIZE_TOKENS {
-        errors.push(FieldError {
-            field: "tokens".into(),
-            constraint: format!("max_items({MAX_DETOKENIZE_TOKENS})"),
-            message: format!("at most {MAX_DETOKENIZE_TOKENS} tokens (got {})", request.tokens.len()),
-            value: None,
-        });
-    }
-    if !errors.is_empty() {
-        return Err(ApiError::Invalid(errors));
-    }
-    let text = state.backend.detokenize(request.tokens).await.map_err(unavailable)?;
+    let tokens = request.validate(state.backend.info.vocab_size)?;
+    let text = state.backend.detokenize(tokens).await.map_err(unavailable)?;
     Ok(Json(json!({ "text": text })).into_response())
 }

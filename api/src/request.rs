@@ -1,9 +1,17 @@
-//! The `/execute` request and its rules; every broken rule is reported, not just the first.
+//! The requests of `/execute`, `/tokenize` and `/detokenize` and their rules; every broken rule
+//! is reported, not just the first.
 
-use super::error::FieldError;
+use crate::error::{ApiError, FieldError};
 use serde::Deserialize;
 use serde_json::Number;
+use std::time::Duration;
 
+/// Largest request body by default, in bytes.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
+/// Time a client has by default to send a request's body once its headers arrived.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Wall-clock limit of one job by default.
+pub const DEFAULT_INFERENCE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Longest prompt, in characters.
 pub const MAX_PROMPT_CHARS: usize = 32768;
 /// Most tokens one job may generate.
@@ -14,6 +22,10 @@ pub const MAX_JOB_ID_BYTES: usize = 256;
 pub const MAX_STOPS: usize = 4;
 /// Longest stop string, in bytes.
 pub const MAX_STOP_BYTES: usize = 100;
+/// Most token ids `/detokenize` takes.
+pub const MAX_DETOKENIZE_TOKENS: usize = 32768;
+/// Most out-of-range ids listed one by one; the rest are counted in one more entry.
+const MAX_LISTED_ERRORS: usize = 16;
 
 /// The `/execute` body. Integers arrive as JSON numbers so that an out-of-range value is a
 /// broken rule (400) while a value of the wrong type is a schema error (422).
@@ -156,6 +168,90 @@ impl ExecuteRequest {
             stop,
             seed,
         })
+    }
+}
+
+/// 400 when the prompt's tokens plus `max_tokens` exceed the context.
+pub fn check_context(request: &ValidRequest, prompt_tokens: usize, context: u32) -> Result<(), ApiError> {
+    let needed = prompt_tokens + request.max_tokens as usize;
+    if needed <= context as usize {
+        return Ok(());
+    }
+    Err(ApiError::Invalid(vec![FieldError {
+        field: "max_tokens".into(),
+        constraint: format!("prompt_tokens + max_tokens <= context_length({context})"),
+        message: format!(
+            "the prompt has {prompt_tokens} tokens; with max_tokens {} that is {needed}, over the model's context length {context}",
+            request.max_tokens
+        ),
+        value: Some(request.max_tokens.to_string()),
+    }]))
+}
+
+/// The `/tokenize` body.
+#[derive(Debug, Deserialize)]
+pub struct TokenizeRequest {
+    pub text: String,
+}
+
+impl TokenizeRequest {
+    /// The text, if it is no longer than a prompt may be.
+    pub fn validate(self) -> Result<String, ApiError> {
+        let chars = self.text.chars().count();
+        if chars > MAX_PROMPT_CHARS {
+            return Err(ApiError::Invalid(vec![FieldError {
+                field: "text".into(),
+                constraint: format!("length(0..={MAX_PROMPT_CHARS})"),
+                message: format!("text must be at most {MAX_PROMPT_CHARS} characters (got {chars})"),
+                value: None,
+            }]));
+        }
+        Ok(self.text)
+    }
+}
+
+/// The `/detokenize` body.
+#[derive(Debug, Deserialize)]
+pub struct DetokenizeRequest {
+    pub tokens: Vec<u32>,
+}
+
+impl DetokenizeRequest {
+    /// The token ids, if there are not too many and each is in the vocabulary of `vocab`.
+    pub fn validate(self, vocab: u32) -> Result<Vec<u32>, ApiError> {
+        let out_of_range: Vec<(usize, u32)> =
+            self.tokens.iter().copied().enumerate().filter(|&(_, id)| id >= vocab).collect();
+        let mut errors: Vec<FieldError> = out_of_range
+            .iter()
+            .take(MAX_LISTED_ERRORS)
+            .map(|&(i, id)| FieldError {
+                field: format!("tokens[{i}]"),
+                constraint: format!("range(0..{vocab})"),
+                message: format!("token id {id} is outside the vocabulary of {vocab}"),
+                value: Some(id.to_string()),
+            })
+            .collect();
+        if out_of_range.len() > MAX_LISTED_ERRORS {
+            let more = out_of_range.len() - MAX_LISTED_ERRORS;
+            errors.push(FieldError {
+                field: "tokens".into(),
+                constraint: format!("range(0..{vocab})"),
+                message: format!("{more} more token ids are outside the vocabulary of {vocab}"),
+                value: None,
+            });
+        }
+        if self.tokens.len() > MAX_DETOKENIZE_TOKENS {
+            errors.push(FieldError {
+                field: "tokens".into(),
+                constraint: format!("max_items({MAX_DETOKENIZE_TOKENS})"),
+                message: format!("at most {MAX_DETOKENIZE_TOKENS} tokens (got {})", self.tokens.len()),
+                value: None,
+            });
+        }
+        if !errors.is_empty() {
+            return Err(ApiError::Invalid(errors));
+        }
+        Ok(self.tokens)
     }
 }
 
