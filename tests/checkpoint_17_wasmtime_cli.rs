@@ -58,8 +58,11 @@ fn invoke_generate_text_returns_the_greedy_reference() {
     let model = kjv();
     let dir = format!("{}::/models", model.parent().unwrap().display());
     let call = r#"generate-text("/models/model-f16.gguf", "Hello.", {max-tokens: 20, sampling: {temperature: 0.0, top-k: 0, top-p: 1.0, min-p: 0.0, repetition-penalty: 1.0, seed: 0}, stop: []})"#;
-    let output =
-        Command::new(wasmtime()).args(["run", "--dir", &dir, "--invoke", call]).arg(component_wasm()).output().unwrap();
+    let output = Command::new(wasmtime())
+        .args(["run", "-Shttp", "--dir", &dir, "--invoke", call])
+        .arg(component_wasm())
+        .output()
+        .unwrap();
     let printed = stdout(&output);
     let expected = crate::support::reference::prompts("kjv-fortunes-18m", "reference.json")[0].greedy_text.clone();
     // WAVE prints the result as ok("...") with quotes, newlines and apostrophes escaped.

@@ -3,21 +3,9 @@
 //! giving the text the component gives with the file; a hostile file fails to pack with the
 //! error the worker gives.
 
-use crate::support::worker::binary;
+use crate::support::worker::pack;
 use crate::support::{kjv, run_component, scratch, wasmtime};
-use std::path::Path;
 use std::process::{Command, Output};
-
-fn pack(model: &Path, output: &Path) -> Output {
-    Command::new(binary())
-        .args(["pack", "--model"])
-        .arg(model)
-        .arg("--output")
-        .arg(output)
-        .env("LLORCH_CACHE_DIR", scratch("component-cache"))
-        .output()
-        .expect("the binary runs")
-}
 
 fn text(output: Output) -> String {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
@@ -38,7 +26,7 @@ fn a_packed_component_runs_in_the_wasmtime_cli_without_the_model_file() {
         "{packed_len} bytes for a {model_len}-byte model"
     );
     let request = ["--prompt", "Love is", "--max-tokens", "30", "--temperature", "0.8", "--seed", "5"];
-    let alone = text(Command::new(wasmtime()).arg("run").arg(&packed).args(request).output().unwrap());
+    let alone = text(Command::new(wasmtime()).args(["run", "-Shttp"]).arg(&packed).args(request).output().unwrap());
     let with_file = text(run_component(&model, &[&["--model", "/models/model-q8_0.gguf"][..], &request[..]].concat()));
     assert!(alone.trim().len() > 10, "{alone:?}");
     assert_eq!(alone, with_file);

@@ -31,3 +31,4 @@ mod checkpoint_26_flags;
 mod checkpoint_27_operations;
 mod checkpoint_28_slots_and_batching;
 mod checkpoint_29_pack;
+mod checkpoint_30_wasmtime_serve;

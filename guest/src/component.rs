@@ -20,6 +20,11 @@ struct Component;
 /// The model `preload` keeps; a snapshot of the instance keeps it in its memory image.
 static PRELOADED: OnceLock<Arc<Model>> = OnceLock::new();
 
+/// The model `preload` kept, if any.
+pub(crate) fn preloaded_model() -> Option<Arc<Model>> {
+    PRELOADED.get().cloned()
+}
+
 /// A loaded model, shared with the generations started from it.
 struct ModelResource(Arc<Model>);
 
@@ -236,7 +241,7 @@ struct Command;
 impl wasip2::exports::cli::run::Guest for Command {
     fn run() -> Result<(), ()> {
         let args: Vec<String> = std::env::args().skip(1).collect();
-        let packed = PRELOADED.get().cloned();
+        let packed = preloaded_model();
         if crate::cli::main(&args, packed, &mut std::io::stdout(), &mut std::io::stderr()) { Ok(()) } else { Err(()) }
     }
 }

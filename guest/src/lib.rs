@@ -19,3 +19,5 @@ pub mod tokenizer;
 // Left out of test builds, whose harness is the `wasi:cli/run` entry point there.
 #[cfg(all(target_arch = "wasm32", not(test)))]
 mod component;
+#[cfg(all(target_arch = "wasm32", not(test)))]
+mod serve;

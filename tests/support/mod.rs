@@ -34,11 +34,11 @@ pub fn component_wasm() -> PathBuf {
     path
 }
 
-/// `wasmtime run --dir <model dir>::/models <component> <args>`.
+/// `wasmtime run -Shttp --dir <model dir>::/models <component> <args>`.
 pub fn run_component(model: &Path, args: &[&str]) -> Output {
     let dir = format!("{}::/models", model.parent().unwrap().display());
     Command::new(wasmtime())
-        .args(["run", "--dir", &dir])
+        .args(["run", "-Shttp", "--dir", &dir])
         .arg(component_wasm())
         .args(args)
         .output()

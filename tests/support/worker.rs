@@ -1,10 +1,24 @@
-//! The real `llorch-cpud` binary on a free port, and a small HTTP + SSE client for it.
+//! The real `llorch-cpud` binary (or a packed component under `wasmtime serve`) on a free port,
+//! and a small HTTP + SSE client for it.
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// Runs `llorch-cpud pack --model MODEL --output OUTPUT`.
+pub fn pack(model: &Path, output: &Path) -> std::process::Output {
+    Command::new(binary())
+        .args(["pack", "--model"])
+        .arg(model)
+        .arg("--output")
+        .arg(output)
+        .env("LLORCH_CACHE_DIR", super::scratch("component-cache"))
+        .output()
+        .expect("the binary runs")
+}
 
 /// A running worker; killed when dropped.
 pub struct Worker {
@@ -108,6 +122,33 @@ impl Worker {
             assert!(started.elapsed() < Duration::from_secs(120), "slots did not load: {health} {:?}", worker.logs());
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Starts the stock `wasmtime serve` on `component` at a free port and waits until it says
+    /// where it serves; requests then go to the component's own HTTP handler.
+    pub fn serve(component: &Path) -> Worker {
+        let mut child = Command::new(super::wasmtime())
+            .args(["serve", "--addr", "127.0.0.1:0", "-Scli"])
+            .arg(component)
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the wasmtime CLI starts");
+        let mut stderr = BufReader::new(child.stderr.take().expect("piped stderr")).lines();
+        let url = loop {
+            let line = stderr.next().expect("wasmtime serve says where it serves").unwrap();
+            if let Some(url) = line.strip_prefix("Serving HTTP on ") {
+                break url.trim_end_matches('/').to_string();
+            }
+        };
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in stderr.map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Worker { child, url, logs }
     }
 
     /// Starts a prepared command and waits until the worker logs its address.

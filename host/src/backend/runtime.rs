@@ -9,7 +9,8 @@ use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Component, Linker, ResourceType};
 use wasmtime::{Config, Engine};
 
 /// The guest component this binary was built with.
@@ -18,11 +19,14 @@ pub const GUEST_WASM: &[u8] = include_bytes!(env!("LLORCH_GUEST_WASM"));
 /// How often the engine's epoch advances; deadlines are counted in these ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// The host type of the `wasi:http` resources, which this host never makes.
+struct NoHttp;
+
 /// Everything needed to start guests: shared by every instance this process makes.
 pub struct Runtime {
     pub engine: Engine,
     /// WASI, for the component and for components made from it.
-    pub linker: Linker<GuestState>,
+    wasi: Linker<GuestState>,
     /// Names this guest build and engine in the cache.
     build: String,
     cache: Option<ComponentCache>,
@@ -55,7 +59,7 @@ impl Runtime {
                 std::thread::sleep(EPOCH_TICK);
             }
         })?;
-        Ok(Arc::new(Runtime { engine, linker, build, cache, component: Mutex::new(None) }))
+        Ok(Arc::new(Runtime { engine, wasi: linker, build, cache, component: Mutex::new(None) }))
     }
 
     /// The guest component, ready to instantiate.
@@ -70,7 +74,53 @@ impl Runtime {
 
     /// `component` with WASI linked, ready to instantiate.
     pub fn instantiable(&self, component: Component) -> Result<WorkerPre<GuestState>> {
-        Ok(WorkerPre::new(self.linker.instantiate_pre(&component)?)?)
+        Ok(WorkerPre::new(self.linker(&component)?.instantiate_pre(&component)?)?)
+    }
+
+    /// The linker for `component`: WASI, and traps for the `wasi:http` interfaces that the
+    /// component's own HTTP handler (for `wasmtime serve`) names. This host serves HTTP itself
+    /// and never calls that handler, so the guest gets no HTTP.
+    pub fn linker(&self, component: &Component) -> wasmtime::Result<Linker<GuestState>> {
+        let mut linker = self.wasi.clone();
+        let ty = component.component_type();
+        let is_http = |name: &str| name.starts_with("wasi:http/");
+        let resources = |instance: ComponentItem| -> Vec<(String, ResourceType)> {
+            match instance {
+                ComponentItem::ComponentInstance(i) => i
+                    .exports(&self.engine)
+                    .filter_map(|(name, e)| match e.ty {
+                        ComponentItem::Resource(r) => Some((name.to_string(), r)),
+                        _ => None,
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            }
+        };
+        // The wasi:io resources (streams, pollable, error) the HTTP types use are WASI's.
+        let linked: Vec<ResourceType> = ty
+            .imports(&self.engine)
+            .filter(|(name, _)| !is_http(name))
+            .flat_map(|(_, e)| resources(e.ty))
+            .map(|(_, r)| r)
+            .collect();
+        for (name, import) in ty.imports(&self.engine).filter(|(name, _)| is_http(name)) {
+            let mut stub = linker.instance(name)?;
+            for (item, r) in resources(import.ty.clone()) {
+                if !linked.contains(&r) {
+                    stub.resource(&item, ResourceType::host::<NoHttp>(), |_, _| Ok(()))?;
+                }
+            }
+            let ComponentItem::ComponentInstance(instance) = import.ty else { continue };
+            for (item, export) in instance.exports(&self.engine) {
+                if let ComponentItem::ComponentFunc(_) = export.ty {
+                    let what = format!("{name}#{item}");
+                    stub.func_new(item, move |_, _, _, _| {
+                        wasmtime::bail!("{what}: this host gives the guest no HTTP")
+                    })?;
+                }
+            }
+        }
+        Ok(linker)
     }
 
     /// The component cached under this build's key (with `-{entry}` for an entry of its own),

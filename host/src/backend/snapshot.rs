@@ -41,7 +41,8 @@ pub fn make(runtime: &Runtime, model_file: &ModelFile, limits: &GuestLimits) -> 
         .compiled(Some("wizer"), "instrumented component", || Ok(instrumented))
         .map_err(|e| CallError::Host(format!("{e:#}")))?;
     let mut store = new_store(runtime, limits, Arc::new(AtomicU64::new(0)));
-    let instance = runtime.linker.instantiate(&mut store, &component).map_err(|e| classify(&e))?;
+    let instance =
+        runtime.linker(&component).and_then(|l| l.instantiate(&mut store, &component)).map_err(|e| classify(&e))?;
     let worker = Worker::new(&mut store, &instance).map_err(|e| classify(&e))?;
     let model = hand_over(&mut store, &worker, model_file)?;
     worker.llorch_gpt2_inference().call_preload(&mut store, model).map_err(|e| classify(&e))?;
