@@ -3,7 +3,7 @@
 //! Every job id sent must come back with exactly one final answer (an `end` or `error` event
 //! naming the job's stream, or a 503); an id without one is counted as lost.
 //!
-//! `cargo run -p llorch-bench --example load_test -- --url http://127.0.0.1:8080 --clients 8 --seconds 30`
+//! `cargo run -p llorch-bench --example load_test -- --url http://127.0.0.1:8080 --clients 8 --seconds 30 [--pid PID]`
 
 use clap::Parser;
 use serde_json::{Value, json};
@@ -24,6 +24,31 @@ struct Args {
     seconds: u64,
     #[arg(long, default_value_t = 32)]
     max_tokens: u32,
+    /// The serving process, whose peak memory (PSS and RSS, from /proc/PID/smaps_rollup) is
+    /// sampled every 100 ms during the run and reported.
+    #[arg(long)]
+    pid: Option<u32>,
+}
+
+/// Peak proportional and resident set sizes of a process, in kB.
+#[derive(Default)]
+struct PeakMemory {
+    pss_kb: u64,
+    rss_kb: u64,
+}
+
+impl PeakMemory {
+    /// Reads `pid`'s current sizes and keeps the larger; false once the process is gone.
+    fn sample(&mut self, pid: u32) -> bool {
+        let Ok(rollup) = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) else { return false };
+        let field = |name: &str| -> u64 {
+            let line = rollup.lines().find(|l| l.starts_with(name));
+            line.and_then(|l| l.split_whitespace().nth(1)?.parse().ok()).unwrap_or(0)
+        };
+        self.pss_kb = self.pss_kb.max(field("Pss:"));
+        self.rss_kb = self.rss_kb.max(field("Rss:"));
+        true
+    }
 }
 
 /// How one job went.
@@ -118,10 +143,26 @@ fn main() {
             })
         })
         .collect();
+    let sampler = args.pid.map(|pid| {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let done = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut peak = PeakMemory::default();
+            while !done.load(std::sync::atomic::Ordering::SeqCst) && peak.sample(pid) {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            peak
+        });
+        (stop, thread)
+    });
     let mut crashed = 0;
     for client in clients {
         crashed += usize::from(client.join().is_err());
     }
+    let peak = sampler.map(|(stop, thread)| {
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        thread.join().expect("the sampler finishes")
+    });
     let elapsed = started.elapsed();
     let outcomes = outcomes.lock().unwrap();
     let mut latencies = Vec::new();
@@ -167,6 +208,13 @@ fn main() {
     );
     println!("time to first token p50 {:?}, p99 {:?}", percentile(&first_tokens, 0.5), percentile(&first_tokens, 0.99));
     println!("throughput {:.1} tokens/s", tokens as f64 / elapsed.as_secs_f64());
+    if let Some(peak) = peak {
+        println!(
+            "peak memory of the server: PSS {:.1} MB, RSS {:.1} MB",
+            peak.pss_kb as f64 / 1e3,
+            peak.rss_kb as f64 / 1e3
+        );
+    }
     for why in failures.iter().take(5) {
         println!("failure: {why}");
     }
