@@ -6,8 +6,11 @@
 use crate::support::worker::{Worker, pack, terminal, text_of};
 use crate::support::{kjv, scratch};
 use serde_json::{Value, json};
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 /// The bundled Q8_0 model.
 fn model() -> PathBuf {
@@ -134,4 +137,22 @@ fn events_stream_while_the_job_runs() {
     let before = memory(&host);
     host.execute(&request);
     assert!(memory(&host) > before);
+}
+
+#[test]
+fn a_body_that_stops_arriving_gets_the_hosts_408_while_others_are_served() {
+    let served = Worker::serve(packed());
+    let mut slow = TcpStream::connect(served.url.trim_start_matches("http://")).unwrap();
+    let head = "POST /execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n";
+    slow.write_all(format!("{head}{{\"job_id\":").as_bytes()).unwrap();
+    assert_eq!(served.get("/health").0, 200, "another client is served meanwhile");
+    // The host's default: the body must arrive within 10 s.
+    slow.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut answer = String::new();
+    let _ = slow.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.contains(r#"{"error":"REQUEST_TIMEOUT","message":"the request body did not arrive within 10 s"}"#),
+        "{answer}"
+    );
 }
