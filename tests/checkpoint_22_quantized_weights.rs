@@ -1,6 +1,7 @@
-//! Checkpoint 22: Q8_0 weights, decoded inside the matrix product without a dequantized copy,
-//! give transformers' logits on the dequantized weights (top 5 of the last position within
-//! 1e-4) and its 20 greedy tokens; Q8_0 weights stay in the file, F16 ones are widened once.
+//! Checkpoint 22: Q8_0 weights, multiplied where they lie against inputs quantized to Q8_0 (as
+//! llama.cpp does), give transformers' 20 greedy tokens on the dequantized weights and its
+//! logits within the inputs' rounding (top 5 of the last position within 0.05); Q8_0 weights
+//! stay in the file, F16 ones are widened once.
 
 use crate::support::component::{deadline, generate_all, load, load_measured};
 use crate::support::{model_file, reference};
@@ -15,6 +16,7 @@ fn q8_0_logits_and_greedy_tokens_match_the_dequantized_reference() {
     let text = std::fs::read_to_string(model_file("kjv-fortunes-18m/reference-q8_0.json")).unwrap();
     let json: Value = serde_json::from_str(&text).unwrap();
     let prompts = reference::prompts("kjv-fortunes-18m", "reference-q8_0.json");
+    let mut largest = 0.0f32;
     for (prompt, raw) in prompts.iter().zip(json["prompts"].as_array().unwrap()) {
         let logits = guest.logits(&prompt.ids, deadline()).unwrap();
         let vocab = guest.info.vocab_size as usize;
@@ -22,7 +24,8 @@ fn q8_0_logits_and_greedy_tokens_match_the_dequantized_reference() {
         let last = &logits[logits.len() - vocab..];
         for entry in raw["top5"].as_array().unwrap() {
             let (id, want) = (entry[0].as_u64().unwrap() as usize, entry[1].as_f64().unwrap() as f32);
-            assert!((last[id] - want).abs() <= 1e-4, "{:?}: logit {id} is {} not {want}", prompt.text, last[id]);
+            assert!(last[id].is_finite(), "{:?}: logit {id} is {}", prompt.text, last[id]);
+            largest = largest.max((last[id] - want).abs());
         }
         let options = GenerateOptions {
             max_tokens: prompt.greedy_ids.len() as u32,
@@ -36,6 +39,11 @@ fn q8_0_logits_and_greedy_tokens_match_the_dequantized_reference() {
         assert_eq!(ids, prompt.greedy_ids[..eos.unwrap_or(prompt.greedy_ids.len())], "greedy after {:?}", prompt.text);
         assert_eq!(finish.reason == StopReason::Eos, eos.is_some());
     }
+    // The inputs of every Q8_0 product are quantized to 8 bits, as llama.cpp does: each input
+    // moves by at most half its block's step (the tensor unit tests check that bound for one
+    // product). Through six blocks that moved these top-5 logits (about 10 to 20) by at most
+    // 0.028; a wrong product moves them by whole units.
+    assert!(largest <= 0.05, "a top-5 logit is {largest} from the dequantized reference");
 }
 
 #[test]

@@ -4,9 +4,9 @@
 //! (everywhere else, and the reference the SIMD twin is tested against). `kernels` names the
 //! one this build uses.
 //!
-//! F32 and Q8_0 matrices stay in the model file as they are stored: no second copy. Q8_0 rows
-//! are decoded inside the matrix product (in registers while decoding, a small panel at a time
-//! while prefilling). F16 matrices are widened to f32 once, at load.
+//! F32 and Q8_0 matrices stay in the model file as they are stored: no second copy. The Q8_0
+//! product is llama.cpp's: the input rows are quantized to Q8_0 too, and each block's dot product
+//! is taken in integers. F16 matrices are widened to f32 once, at load.
 
 pub mod scalar;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -21,9 +21,6 @@ use crate::error::{Error, Result};
 use crate::gguf::{Gguf, TensorInfo, TensorType};
 use std::ops::Range;
 use std::sync::Arc;
-
-/// Floats of decoded weights a panel holds: small enough to stay in L1 while it is used.
-const PANEL_FLOATS: usize = 4096;
 
 /// A model file in memory, 4-byte aligned so F32 tensors can be used where they lie.
 pub struct FileBuffer {
@@ -102,6 +99,65 @@ pub(crate) fn check_matmul_shapes(
     assert!(bias.is_none_or(|b| b.len() >= n));
 }
 
+/// Input rows quantized for the Q8_0 product the way llama.cpp quantizes activations: per
+/// block of 32 values, the scale `d = max|x| / 127` and the int8 values `round(x / d)`, so each
+/// value is off by at most `d / 2`.
+pub struct QuantizedRows {
+    /// `[rows, k]`
+    pub values: Vec<i8>,
+    /// `[rows, k / 32]`
+    pub scales: Vec<f32>,
+}
+
+impl QuantizedRows {
+    /// Quantizes x `[rows, k]`; k is a multiple of 32.
+    pub fn new(x: &[f32], rows: usize, k: usize) -> Self {
+        assert!(k.is_multiple_of(32) && x.len() >= rows * k, "whole blocks of 32 inputs");
+        let mut values = vec![0i8; rows * k];
+        let mut scales = vec![0.0f32; rows * k / 32];
+        for ((block, q), scale) in x[..rows * k].chunks_exact(32).zip(values.chunks_exact_mut(32)).zip(&mut scales) {
+            let max = block.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let d = max / 127.0;
+            let inverse = if d == 0.0 { 0.0 } else { 1.0 / d };
+            for (q, v) in q.iter_mut().zip(block) {
+                *q = (v * inverse).round() as i8;
+            }
+            *scale = d;
+        }
+        QuantizedRows { values, scales }
+    }
+}
+
+/// Q8_0 weight rows `[n, k]` as the product reads them: the blocks where they lie in the file
+/// (an f16 scale, then 32 int8 values) and every block's scale as f32 `[n, k / 32]`.
+#[derive(Clone, Copy)]
+pub struct Q8Rows<'a> {
+    pub blocks: &'a [u8],
+    pub scales: &'a [f32],
+}
+
+/// The shapes the Q8_0 product requires (see `check_matmul_shapes`), with k in whole blocks;
+/// returns the bytes of a weight row and its blocks.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn check_q8_0_shapes(
+    out: &[f32],
+    stride: usize,
+    x: &QuantizedRows,
+    w: Q8Rows,
+    bias: Option<&[f32]>,
+    rows: usize,
+    k: usize,
+    n: usize,
+) -> (usize, usize) {
+    assert!(k.is_multiple_of(32), "Q8_0 rows are whole blocks");
+    let (blocks, row_bytes) = (k / 32, k / 32 * 34);
+    assert!(x.values.len() >= rows * k && x.scales.len() >= rows * blocks && stride >= n);
+    assert!(w.blocks.len() >= n * row_bytes && w.scales.len() >= n * blocks);
+    assert!(rows == 0 || out.len() >= (rows - 1) * stride + n);
+    assert!(bias.is_none_or(|b| b.len() >= n));
+    (row_bytes, blocks)
+}
+
 /// Finds tensor `name`, checks its shape (slowest first) and returns its description and its
 /// byte range in the file.
 fn locate<'a>(gguf: &'a Gguf, name: &str, shape: &[usize]) -> Result<(&'a TensorInfo, Range<usize>)> {
@@ -159,6 +215,9 @@ enum Storage {
 /// A weight matrix `[rows, cols]` (`[out, in]` for a linear layer).
 pub struct Matrix {
     storage: Storage,
+    /// The f32 scale of every Q8_0 block `[rows, cols / 32]` (empty for other types): widened
+    /// once here so the product does not decode an f16 per block.
+    q8_scales: Vec<f32>,
     rows: usize,
     cols: usize,
 }
@@ -182,9 +241,18 @@ impl Matrix {
         } else {
             Storage::InFile(file.clone(), range, info.kind)
         };
-        let matrix = Matrix { storage, rows, cols };
+        let matrix = Matrix { storage, q8_scales: Vec::new(), rows, cols };
         matrix.check_finite(name)?;
-        Ok(matrix)
+        Ok(matrix.with_q8_scales())
+    }
+
+    /// Widens the scales of Q8_0 blocks in the file to f32.
+    fn with_q8_scales(mut self) -> Self {
+        if let Storage::InFile(file, range, TensorType::Q8_0) = &self.storage {
+            let blocks = file.bytes()[range.clone()].chunks_exact(34);
+            self.q8_scales = blocks.map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]]))).collect();
+        }
+        self
     }
 
     /// Rejects NaN and infinity anywhere in the matrix (for Q8_0, in the block scales).
@@ -246,37 +314,29 @@ impl Matrix {
     }
 
     /// `out[t, j] = x[t, :] · self[j, :] + bias[j]` for x `[rows_x, cols]` → out `[rows_x, rows]`.
+    /// Q8_0 weights are used where they lie, against the input rows quantized to Q8_0.
     pub fn matmul(&self, out: &mut [f32], x: &[f32], bias: Option<&[f32]>, rows_x: usize) {
         let (n, k) = (self.rows, self.cols);
-        if let Some(w) = self.f32_values() {
-            kernels::matmul(out, n, x, w, bias, rows_x, k, n);
-            return;
-        }
-        // One or a few input rows (decoding): Q8_0 blocks are used where they lie. More rows
-        // (prefill) amortise decoding a panel once over all of them.
-        if let Storage::InFile(file, range, TensorType::Q8_0) = &self.storage
-            && rows_x < 4
-        {
-            kernels::matmul_q8_0(out, n, x, &file.bytes()[range.clone()], bias, rows_x, k, n);
-            return;
-        }
-        let panel_rows = ((PANEL_FLOATS / k).max(4) / 4 * 4).min(n);
-        let mut panel = vec![0.0; panel_rows * k];
-        for first in (0..n).step_by(panel_rows) {
-            let count = panel_rows.min(n - first);
-            let panel = &mut panel[..count * k];
-            self.decode_rows(first, panel);
-            let bias = bias.map(|b| &b[first..first + count]);
-            kernels::matmul(&mut out[first..], n, x, panel, bias, rows_x, k, count);
+        match &self.storage {
+            Storage::InFile(file, range, TensorType::Q8_0) => {
+                let x = QuantizedRows::new(x, rows_x, k);
+                let w = Q8Rows { blocks: &file.bytes()[range.clone()], scales: &self.q8_scales };
+                kernels::matmul_q8_0(out, n, &x, w, bias, rows_x, k, n);
+            }
+            _ => {
+                let w = self.f32_values().expect("F16 matrices are widened at load");
+                kernels::matmul(out, n, x, w, bias, rows_x, k, n);
+            }
         }
     }
 
     /// Bytes of guest memory the matrix adds beyond the model file.
     pub fn owned_bytes(&self) -> usize {
-        match &self.storage {
-            Storage::InFile(..) => 0,
-            Storage::Owned(values) => values.len() * 4,
-        }
+        self.q8_scales.len() * 4
+            + match &self.storage {
+                Storage::InFile(..) => 0,
+                Storage::Owned(values) => values.len() * 4,
+            }
     }
 }
 
@@ -338,5 +398,57 @@ mod tests {
         kernels::decode_q8_0(&mut values, &block);
         assert_eq!(values[0], -8.0);
         assert_eq!(values[31], 7.5);
+    }
+
+    #[test]
+    fn quantized_inputs_are_within_half_a_step() {
+        let x: Vec<f32> = (0..64).map(|i| ((i * 37 % 64) as f32 - 30.0) / 7.0).collect();
+        let q = QuantizedRows::new(&x, 2, 32);
+        for (block, (values, &d)) in x.chunks(32).zip(q.values.chunks(32).zip(&q.scales)) {
+            let max = block.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            assert_eq!(d, max / 127.0);
+            assert!(values.iter().any(|&v| v.abs() == 127));
+            for (v, &q) in block.iter().zip(values) {
+                assert!((v - d * q as f32).abs() <= d / 2.0 * 1.0001, "{v} as {q} × {d}");
+            }
+        }
+        let zeros = QuantizedRows::new(&[0.0; 32], 1, 32);
+        assert_eq!((zeros.scales[0], zeros.values.iter().all(|&v| v == 0)), (0.0, true));
+    }
+
+    #[test]
+    fn the_q8_0_product_is_the_decoded_product_within_the_input_rounding() {
+        let (rows, k, n) = (3, 256, 7);
+        let x: Vec<f32> = (0..rows * k).map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 250.0).collect();
+        let w: Vec<u8> = (0..n * k / 32)
+            .flat_map(|b| [0x00u8, 0x24].into_iter().chain((0..32).map(move |i| ((b * 37 + i * 11) % 255) as u8)))
+            .collect();
+        let matrix_bytes = w.len();
+        let file = Arc::new(FileBuffer::try_from_vec(w).unwrap());
+        let storage = Storage::InFile(file, 0..matrix_bytes, TensorType::Q8_0);
+        let matrix = Matrix { storage, q8_scales: Vec::new(), rows: n, cols: k }.with_q8_scales();
+        let mut decoded = vec![0.0; n * k];
+        matrix.decode_rows(0, &mut decoded);
+        let (mut quantized, mut exact) = (vec![0.0; rows * n], vec![0.0; rows * n]);
+        matrix.matmul(&mut quantized, &x, None, rows);
+        kernels::matmul(&mut exact, n, &x, &decoded, None, rows, k, n);
+        // Each input is off by at most half its block's step d, so an output is off by at most
+        // Σ_blocks d/2 · Σ|w| over the block, plus float rounding.
+        let q = QuantizedRows::new(&x, rows, k);
+        let mut largest = 0.0f32;
+        for t in 0..rows {
+            for j in 0..n {
+                let bound: f32 = (0..k / 32)
+                    .map(|b| {
+                        q.scales[t * k / 32 + b] / 2.0
+                            * decoded[j * k + 32 * b..][..32].iter().map(|w| w.abs()).sum::<f32>()
+                    })
+                    .sum();
+                let error = (quantized[t * n + j] - exact[t * n + j]).abs();
+                assert!(error <= bound + 1e-4, "[{t}, {j}]: off by {error}, bound {bound}");
+                largest = largest.max(error);
+            }
+        }
+        assert!(largest > 0.0, "the inputs are quantized");
     }
 }

@@ -1,6 +1,6 @@
 //! Plain-Rust kernels: the portable build's kernels and the reference for the SIMD twin.
 
-use super::f16_to_f32;
+use super::{Q8Rows, QuantizedRows, f16_to_f32};
 
 /// `out[t·stride + j] = x[t, :] · w[j, :] + bias[j]` for x `[rows, k]` and w `[n, k]`: every
 /// output is the dot product of one input row with one weight row (weights are stored
@@ -55,35 +55,42 @@ pub fn axpy(y: &mut [f32], alpha: f32, x: &[f32]) {
     }
 }
 
-/// `out[t·stride + j] = Σ_blocks scale · (x[t, block] · q[j, block]) + bias[j]`: the matrix
-/// product with Q8_0 weight rows `[n, k]` read in place, each block's int8 dot product scaled
-/// once.
+/// `out[t·stride + j] = Σ_blocks dw·dx · (q_w[j, block] · q_x[t, block]) + bias[j]`: the
+/// matrix product of Q8_0 weight rows `[n, k]`, read in place, with input rows quantized the
+/// same way (`x`, see `QuantizedRows`), as llama.cpp computes it. Each block's dot product is
+/// exact in integers; the arithmetic follows the SIMD twin's four lanes (lane `l` sums the pairs
+/// `8c + 2l`, `8c + 2l + 1`), so both give the same bits.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_q8_0(
     out: &mut [f32],
     stride: usize,
-    x: &[f32],
-    w: &[u8],
+    x: &QuantizedRows,
+    w: Q8Rows,
     bias: Option<&[f32]>,
     rows: usize,
     k: usize,
     n: usize,
 ) {
-    let row_bytes = k / 32 * 34;
-    assert!(k.is_multiple_of(32), "Q8_0 rows are whole blocks");
-    super::check_matmul_shapes(out, stride, x, w.len(), row_bytes, bias, rows, k, n);
+    let (row_bytes, blocks) = super::check_q8_0_shapes(out, stride, x, w, bias, rows, k, n);
     for t in 0..rows {
-        let x_row = &x[t * k..(t + 1) * k];
         for j in 0..n {
-            let blocks = w[j * row_bytes..(j + 1) * row_bytes].chunks_exact(34);
-            let sum: f32 = blocks
-                .zip(x_row.chunks_exact(32))
-                .map(|(block, xs)| {
-                    let scale = f16_to_f32(u16::from_le_bytes([block[0], block[1]]));
-                    scale * xs.iter().zip(&block[2..]).map(|(x, &q)| x * (q as i8) as f32).sum::<f32>()
-                })
-                .sum();
-            out[t * stride + j] = sum + bias.map_or(0.0, |b| b[j]);
+            let mut acc = [0.0f32; 4];
+            for b in 0..blocks {
+                let block = &w.blocks[j * row_bytes + 34 * b..][..34];
+                let scale = w.scales[j * blocks + b] * x.scales[t * blocks + b];
+                let xq = &x.values[t * k + 32 * b..][..32];
+                for (lane, acc) in acc.iter_mut().enumerate() {
+                    let mut sum = 0i32;
+                    for c in 0..4 {
+                        for e in 0..2 {
+                            let i = 8 * c + 2 * lane + e;
+                            sum += (block[2 + i] as i8) as i32 * xq[i] as i32;
+                        }
+                    }
+                    *acc += sum as f32 * scale;
+                }
+            }
+            out[t * stride + j] = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + bias.map_or(0.0, |b| b[j]);
         }
     }
 }

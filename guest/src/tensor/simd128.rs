@@ -5,6 +5,7 @@
 //! (4 rows × 2 weights) is what cranelift keeps in registers without spilling; one input row
 //! (decode) uses 1 × 8, streaming eight weight rows at once, then 1 × 4 for what is left.
 
+use super::{Q8Rows, QuantizedRows};
 use core::arch::wasm32::*;
 
 /// `out[t·stride + j] = x[t, :] · w[j, :] + bias[j]` for x `[rows, k]` and w `[n, k]`.
@@ -125,25 +126,28 @@ fn tile<const T: usize, const N: usize, const TN: usize>(
 pub fn decode_f16(dst: &mut [f32], src: &[u8]) {
     let len = dst.len().min(src.len() / 2);
     let len8 = len - len % 8;
-    let rebias = u32x4_splat((127 - 15) << 23);
-    let subnormal_scale = f32x4_splat(2f32.powi(-24));
     let mut i = 0;
     while i < len8 {
         // SAFETY: i + 8 <= len: 16 bytes of src and 8 floats of dst.
         let halves = unsafe { v128_load(src.as_ptr().add(2 * i).cast()) };
         for (part, words) in [u32x4_extend_low_u16x8(halves), u32x4_extend_high_u16x8(halves)].into_iter().enumerate() {
-            let sign = i32x4_shl(v128_and(words, u32x4_splat(0x8000)), 16);
-            let magnitude = v128_and(words, u32x4_splat(0x7fff));
-            let normal = i32x4_add(i32x4_shl(magnitude, 13), rebias);
-            let subnormal = f32x4_mul(f32x4_convert_i32x4(magnitude), subnormal_scale);
-            let is_subnormal = i32x4_lt(magnitude, u32x4_splat(0x400));
-            let value = v128_or(v128_bitselect(subnormal, normal, is_subnormal), sign);
             // SAFETY: as above.
-            unsafe { v128_store(dst.as_mut_ptr().add(i + 4 * part).cast(), value) };
+            unsafe { v128_store(dst.as_mut_ptr().add(i + 4 * part).cast(), f16x4_to_f32x4(words)) };
         }
         i += 8;
     }
     super::scalar::decode_f16(&mut dst[len8..len], &src[2 * len8..2 * len]);
+}
+
+/// Four F16 values (the low halves of `words`' u32 lanes) to f32, exactly, without branches.
+#[inline(always)]
+fn f16x4_to_f32x4(words: v128) -> v128 {
+    let sign = i32x4_shl(v128_and(words, u32x4_splat(0x8000)), 16);
+    let magnitude = v128_and(words, u32x4_splat(0x7fff));
+    let normal = i32x4_add(i32x4_shl(magnitude, 13), u32x4_splat((127 - 15) << 23));
+    let subnormal = f32x4_mul(f32x4_convert_i32x4(magnitude), f32x4_splat(2f32.powi(-24)));
+    let is_subnormal = i32x4_lt(magnitude, u32x4_splat(0x400));
+    v128_or(v128_bitselect(subnormal, normal, is_subnormal), sign)
 }
 
 /// Q8_0 blocks (an f16 scale, then 32 int8 values) to f32: `scale · q`, 32 at a time.
@@ -166,49 +170,80 @@ pub fn decode_q8_0(dst: &mut [f32], src: &[u8]) {
     }
 }
 
-/// The matrix product with Q8_0 weight rows `[n, k]` read in place (the twin of
-/// `scalar::matmul_q8_0`): per block, the int8 values become floats in registers, meet their
-/// 32 inputs, and the block's sum is scaled once; nothing is decoded to memory.
+/// The matrix product of Q8_0 weight rows `[n, k]`, read in place, with input rows quantized
+/// the same way (the twin of `scalar::matmul_q8_0`, with the same bits): per block, eight int8
+/// values of each side are widened to int16 as they load and multiplied in pairs into int32
+/// lanes (`i32x4.dot_i16x8_s`), and the block's four lanes are scaled (weight scale × input
+/// scale) into float accumulators. Two input rows at a time share the weight loads.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_q8_0(
     out: &mut [f32],
     stride: usize,
-    x: &[f32],
-    w: &[u8],
+    x: &QuantizedRows,
+    w: Q8Rows,
     bias: Option<&[f32]>,
     rows: usize,
     k: usize,
     n: usize,
 ) {
-    let row_bytes = k / 32 * 34;
-    assert!(k.is_multiple_of(32), "Q8_0 rows are whole blocks");
-    super::check_matmul_shapes(out, stride, x, w.len(), row_bytes, bias, rows, k, n);
-    for t in 0..rows {
-        let x_row = &x[t * k..(t + 1) * k];
-        for j in 0..n {
-            let mut acc = f32x4_splat(0.0);
-            for (b, block) in w[j * row_bytes..(j + 1) * row_bytes].chunks_exact(34).enumerate() {
-                let scale = f32x4_splat(super::f16_to_f32(u16::from_le_bytes([block[0], block[1]])));
-                let mut partial = [f32x4_splat(0.0); 2];
-                for half in 0..2 {
-                    // SAFETY: a block has 34 bytes; 2 + 16 * half + 16 <= 34.
-                    let q = unsafe { v128_load(block.as_ptr().add(2 + 16 * half).cast()) };
-                    for (h, shorts) in [i16x8_extend_low_i8x16(q), i16x8_extend_high_i8x16(q)].into_iter().enumerate() {
-                        for (m, ints) in
-                            [i32x4_extend_low_i16x8(shorts), i32x4_extend_high_i16x8(shorts)].into_iter().enumerate()
-                        {
-                            let at = 32 * b + 16 * half + 8 * h + 4 * m;
-                            // SAFETY: at + 4 <= 32 * (b + 1) <= k, inside x_row.
-                            let xv = unsafe { v128_load(x_row.as_ptr().add(at).cast()) };
-                            partial[m] = f32x4_add(partial[m], f32x4_mul(xv, f32x4_convert_i32x4(ints)));
-                        }
-                    }
-                }
-                acc = f32x4_add(acc, f32x4_mul(f32x4_add(partial[0], partial[1]), scale));
+    let (row_bytes, blocks) = super::check_q8_0_shapes(out, stride, x, w, bias, rows, k, n);
+    for j in 0..n {
+        let (w_row, w_scales) =
+            (&w.blocks[j * row_bytes..(j + 1) * row_bytes], &w.scales[j * blocks..(j + 1) * blocks]);
+        let mut t = 0;
+        // Two input rows at a time share the weight row's loads.
+        while t + 2 <= rows {
+            let acc = row_dots::<2>(w_row, w_scales, x, t, k, blocks);
+            for (a, acc) in acc.into_iter().enumerate() {
+                out[(t + a) * stride + j] = horizontal_sum(acc) + bias.map_or(0.0, |b| b[j]);
             }
+            t += 2;
+        }
+        while t < rows {
+            let [acc] = row_dots::<1>(w_row, w_scales, x, t, k, blocks);
             out[t * stride + j] = horizontal_sum(acc) + bias.map_or(0.0, |b| b[j]);
+            t += 1;
         }
     }
+}
+
+/// The float accumulators of input rows `t0..t0+T` against one Q8_0 weight row. In each
+/// block, int32 lane `l` sums the products of values `8c + 2l` and `8c + 2l + 1` for c in 0..4.
+#[inline(always)]
+fn row_dots<const T: usize>(
+    w_row: &[u8],
+    w_scales: &[f32],
+    x: &QuantizedRows,
+    t0: usize,
+    k: usize,
+    blocks: usize,
+) -> [v128; T] {
+    assert!(w_row.len() >= 34 * blocks && w_scales.len() >= blocks);
+    assert!(x.values.len() >= (t0 + T) * k && x.scales.len() >= (t0 + T) * blocks);
+    let mut acc = [f32x4_splat(0.0); T];
+    // SAFETY: block b < blocks lies inside the weight row and inside input rows t0..t0+T, and
+    // its scales inside both scale rows (asserted above).
+    let mut block = |b: usize| unsafe {
+        let w_block = w_row.as_ptr().add(34 * b + 2);
+        let mut sums = [i32x4_splat(0); T];
+        for c in 0..4 {
+            let wv = i16x8_load_extend_i8x8(w_block.add(8 * c).cast());
+            for (a, sum) in sums.iter_mut().enumerate() {
+                let xv = i16x8_load_extend_i8x8(x.values.as_ptr().add((t0 + a) * k + 32 * b + 8 * c).cast());
+                *sum = i32x4_add(*sum, i32x4_dot_i16x8(wv, xv));
+            }
+        }
+        for (a, (acc, sum)) in acc.iter_mut().zip(sums).enumerate() {
+            let scale = f32x4_splat(*w_scales.get_unchecked(b) * *x.scales.get_unchecked((t0 + a) * blocks + b));
+            *acc = f32x4_add(*acc, f32x4_mul(f32x4_convert_i32x4(sum), scale));
+        }
+    };
+    // One block per loop turn: unrolled, LLVM loads every block of the turn up front, more
+    // values than there are registers, and cranelift spills them all (measured slower).
+    for b in 0..blocks {
+        block(b);
+    }
+    acc
 }
 
 /// `(v0 + v1) + (v2 + v3)`.
@@ -341,24 +376,40 @@ mod tests {
         assert!(simd.iter().zip(&reference).all(|(a, b)| a.to_bits() == b.to_bits()));
     }
 
+    /// Q8_0 blocks with f16 scales of varied size (2^-5 to 2^2) and sign, and every int8 value.
+    fn q8_0_rows(n: usize, k: usize, seed: usize) -> Vec<u8> {
+        (0..n * k / 32)
+            .flat_map(|b| {
+                let bits = ((b + seed).wrapping_mul(2654435761) >> 7) as u16;
+                let scale = (bits & 0x83ff) | ((10 + (b % 8) as u16) << 10);
+                scale.to_le_bytes().into_iter().chain((0..32).map(move |i| ((b * 37 + i * 11 + seed) % 256) as u8))
+            })
+            .collect()
+    }
+
     #[test]
-    fn q8_0_matmul_matches_scalar_and_the_decoded_product() {
-        let (rows, k, n) = (3, 96, 5);
-        let x = values(rows * k, 7);
-        // Scales of 1/64 (f16 0x2400) keep the products exact enough to compare closely.
-        let w: Vec<u8> = (0..n * k / 32)
-            .flat_map(|b| [0x00u8, 0x24].into_iter().chain((0..32).map(move |i| ((b * 37 + i * 11) % 255) as u8)))
-            .collect();
-        let bias = values(n, 8);
-        let (mut simd, mut reference) = (vec![0.0; rows * n], vec![0.0; rows * n]);
-        super::matmul_q8_0(&mut simd, n, &x, &w, Some(&bias), rows, k, n);
-        scalar::matmul_q8_0(&mut reference, n, &x, &w, Some(&bias), rows, k, n);
-        assert_close(&simd, &reference, k);
-        let mut decoded = vec![0.0; n * k];
-        super::decode_q8_0(&mut decoded, &w);
-        let mut via_panel = vec![0.0; rows * n];
-        super::matmul(&mut via_panel, n, &x, &decoded, Some(&bias), rows, k, n);
-        assert_close(&simd, &via_panel, k);
+    fn q8_0_matmul_gives_the_scalar_twins_bits_in_every_tile_shape() {
+        for (case, &(rows, k, n)) in
+            [(1, 32, 1), (1, 64, 4), (1, 96, 7), (2, 32, 2), (3, 64, 5), (4, 128, 9), (5, 32, 3), (8, 768, 6)]
+                .iter()
+                .enumerate()
+        {
+            let x = super::super::QuantizedRows::new(&values(rows * k, case as u64), rows, k);
+            let blocks = q8_0_rows(n, k, 50 + case);
+            let scales: Vec<f32> =
+                blocks.chunks(34).map(|b| super::super::f16_to_f32(u16::from_le_bytes([b[0], b[1]]))).collect();
+            let w = super::super::Q8Rows { blocks: &blocks, scales: &scales };
+            let bias = values(n, 200 + case as u64);
+            for b in [None, Some(bias.as_slice())] {
+                let (mut simd, mut reference) = (vec![0.0; rows * n], vec![0.0; rows * n]);
+                super::matmul_q8_0(&mut simd, n, &x, w, b, rows, k, n);
+                scalar::matmul_q8_0(&mut reference, n, &x, w, b, rows, k, n);
+                assert!(
+                    simd.iter().zip(&reference).all(|(s, r)| s.to_bits() == r.to_bits()),
+                    "{rows}×{k}×{n}: {simd:?} vs {reference:?}"
+                );
+            }
+        }
     }
 
     #[test]
