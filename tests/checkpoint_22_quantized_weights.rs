@@ -1,12 +1,13 @@
 //! Checkpoint 22: Q8_0 weights, multiplied where they lie against inputs quantized to Q8_0 (as
 //! llama.cpp does), give transformers' 20 greedy tokens on the dequantized weights and its
 //! logits within the inputs' rounding (top 5 of the last position within 0.05); Q8_0 weights
-//! stay in the file, F16 ones are widened once.
+//! stay in the file, F16 ones are widened once, or quantized to Q8_0 with `--quantize q8_0`.
 
 use crate::support::component::{deadline, generate_all, load, load_measured};
+use crate::support::worker::{Worker, text_of};
 use crate::support::{model_file, reference};
 use llorch_cpud::backend::wit::{GenerateOptions, Sampling, StopReason};
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::sync::atomic::Ordering;
 
 #[test]
@@ -68,4 +69,25 @@ fn q8_0_weights_stay_in_the_file_and_f16_weights_are_widened_once() {
     assert!(rest < q8_0_size / 8 + (8 << 20), "Q8_0: {q8_0_memory} bytes for a {q8_0_size}-byte file");
     let f16_rest = f16_memory - f16_size - widened;
     assert!(f16_rest.abs_diff(rest) < q8_0_size / 8 + (8 << 20), "F16: {f16_memory} bytes, Q8_0: {q8_0_memory}");
+}
+
+#[test]
+fn an_f16_file_quantized_at_load_gives_the_q8_0_files_greedy_text_in_less_memory() {
+    let f16 = model_file("kjv-fortunes-18m/model-f16.gguf");
+    let quantized = Worker::start(&["--model", f16.to_str().unwrap(), "--quantize", "q8_0", "--slots", "1"]);
+    let widened = Worker::start(&["--model", f16.to_str().unwrap(), "--slots", "1"]);
+    let loaded = quantized.messages_after("model loaded");
+    assert!(loaded.iter().any(|m| m.starts_with("model loaded") && m.contains("Q8_0 weights")), "{loaded:?}");
+    let memory = |worker: &Worker| worker.get("/health").1["memory_bytes"].as_u64().unwrap();
+    // Widened, each of the 17.7 M weights takes 4 bytes; quantized, 34/32 bytes: about 52 MB less.
+    assert!(memory(&quantized) + (40 << 20) < memory(&widened), "{} vs {}", memory(&quantized), memory(&widened));
+    for prompt in reference::prompts("kjv-fortunes-18m", "reference-q8_0.json") {
+        let events = quantized.execute(&json!({
+            "job_id": "q", "prompt": prompt.text, "max_tokens": prompt.greedy_ids.len(), "temperature": 0, "seed": 0
+        }));
+        // The reference decoded on past the end-of-text token; generation stops there.
+        let eos = prompt.greedy_ids.iter().position(|&id| id == 50256).unwrap_or(prompt.greedy_ids.len());
+        let (_, _, want) = quantized.post("/detokenize", &json!({ "tokens": prompt.greedy_ids[..eos] }));
+        assert_eq!(text_of(&events), want["text"], "greedy after {:?}", prompt.text);
+    }
 }

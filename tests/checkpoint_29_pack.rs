@@ -33,6 +33,33 @@ fn a_packed_component_runs_in_the_wasmtime_cli_without_the_model_file() {
 }
 
 #[test]
+fn an_f16_file_packs_quantized_to_q8_0_without_its_f16_bytes() {
+    let f16 = kjv();
+    let packed = scratch("pack").join("kjv-quantized.wasm");
+    let _ = std::fs::remove_file(&packed);
+    let output = Command::new(crate::support::worker::binary())
+        .args(["pack", "--quantize", "q8_0", "--model"])
+        .arg(&f16)
+        .arg("--output")
+        .arg(&packed)
+        .env("LLORCH_CACHE_DIR", scratch("component-cache"))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+    // Q8_0 takes 34 bytes per 32 weights, F16 64: the packed file is smaller than the F16 file,
+    // so neither the F16 bytes nor widened f32 weights are in it.
+    let (packed_len, f16_len) = (std::fs::metadata(&packed).unwrap().len(), std::fs::metadata(&f16).unwrap().len());
+    assert!(packed_len < f16_len, "{packed_len} bytes packed from a {f16_len}-byte F16 file");
+    let request = ["--prompt", "In the beginning God", "--max-tokens", "20", "--temperature", "0"];
+    let quantized = text(Command::new(wasmtime()).args(["run", "-Shttp"]).arg(&packed).args(request).output().unwrap());
+    let q8_0 = text(run_component(
+        &f16.with_file_name("model-q8_0.gguf"),
+        &[&["--model", "/models/model-q8_0.gguf"][..], &request[..]].concat(),
+    ));
+    assert_eq!(quantized, q8_0, "the greedy text of the Q8_0 file");
+}
+
+#[test]
 fn a_hostile_file_fails_to_pack_with_the_workers_error() {
     let dir = scratch("pack");
     let hostile = dir.join("truncated.gguf");

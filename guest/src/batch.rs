@@ -102,11 +102,12 @@ impl Batch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::LoadOptions;
     use crate::sampler::SamplingParams;
 
     fn tiny() -> Arc<Model> {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/tiny-synthetic/model-f32.gguf");
-        Arc::new(Model::open(path).expect("the tiny model loads"))
+        Arc::new(Model::open(path, LoadOptions::default()).expect("the tiny model loads"))
     }
 
     fn options(max_tokens: u32, temperature: f32, seed: u64) -> GenerateOptions {

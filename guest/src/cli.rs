@@ -3,7 +3,7 @@
 //! its model (`llorch-cpud pack`) needs no `--model`.
 
 use crate::generation::{GenerateOptions, Generation};
-use crate::model::Model;
+use crate::model::{LoadOptions, Model};
 use crate::sampler::SamplingParams;
 use std::hash::{BuildHasher, Hasher};
 use std::io::Write;
@@ -18,6 +18,7 @@ Usage: wasmtime run --dir <model dir>::/models llorch_guest.wasm --model /models
 Options:
   --model <path>               GGUF file, as seen inside the component (required unless the
                                component was packed with its model)
+  --quantize q8_0              quantize F32 and F16 weights to Q8_0 as they load (faster)
   --prompt <text>              text to continue (required)
   --max-tokens <n>             most tokens to generate [default: 64]
   --temperature <t>            0 is greedy; 0..=2 [default: 1.0]
@@ -34,6 +35,7 @@ Options:
 #[derive(Debug, PartialEq)]
 pub struct CliArgs {
     pub model: Option<String>,
+    pub load: LoadOptions,
     pub prompt: String,
     pub options: GenerateOptions,
     /// False when the seed was drawn at random.
@@ -43,6 +45,7 @@ pub struct CliArgs {
 /// Parses `args` (without the program name); `Ok(None)` means `--help`.
 pub fn parse(args: &[String]) -> Result<Option<CliArgs>, String> {
     let mut model = None;
+    let mut load = LoadOptions::default();
     let mut prompt = None;
     let mut options = GenerateOptions {
         max_tokens: 64,
@@ -60,6 +63,8 @@ pub fn parse(args: &[String]) -> Result<Option<CliArgs>, String> {
         let s = &mut options.sampling;
         match flag.as_str() {
             "--model" => model = Some(value.clone()),
+            "--quantize" if value == "q8_0" => load.quantize_q8_0 = true,
+            "--quantize" => return Err(format!("--quantize takes q8_0, got {value:?}")),
             "--prompt" => prompt = Some(value.clone()),
             "--max-tokens" => options.max_tokens = value.parse().map_err(|_| number("a whole number"))?,
             "--temperature" => s.temperature = value.parse().map_err(|_| number("a number"))?,
@@ -78,6 +83,7 @@ pub fn parse(args: &[String]) -> Result<Option<CliArgs>, String> {
     options.sampling.seed = seed.unwrap_or_else(random_seed);
     Ok(Some(CliArgs {
         model,
+        load,
         prompt: prompt.ok_or("--prompt is required (see --help)")?,
         options,
         seed_given: seed.is_some(),
@@ -107,7 +113,7 @@ pub fn main(args: &[String], packed: Option<Arc<Model>>, out: &mut dyn Write, er
         let _ = writeln!(err, "seed: {}", args.options.sampling.seed);
     }
     let model = match (&args.model, packed) {
-        (Some(path), _) => Model::open(path).map(Arc::new),
+        (Some(path), _) => Model::open(path, args.load).map(Arc::new),
         (None, Some(packed)) => Ok(packed),
         (None, None) => {
             let _ = writeln!(err, "error: --model is required: this component has no model packed in (see --help)");
@@ -164,10 +170,13 @@ mod tests {
             "9",
             "--stop",
             "\n",
+            "--quantize",
+            "q8_0",
         ]))
         .unwrap()
         .unwrap();
         assert_eq!(parsed.model.as_deref(), Some("/m.gguf"));
+        assert!(parsed.load.quantize_q8_0);
         assert_eq!(parsed.prompt, "Hi");
         assert_eq!(parsed.options.max_tokens, 5);
         let s = parsed.options.sampling;
@@ -186,6 +195,7 @@ mod tests {
             (&["--model", "m", "--prompt", "x", "--max-tokens", "many"], "--max-tokens takes a whole number"),
             (&["--model", "m", "--bogus", "1"], "unknown option"),
             (&["--model"], "--model needs a value"),
+            (&["--model", "m", "--quantize", "q4_0"], "--quantize takes q8_0"),
         ] {
             let err = parse(&args(bad)).unwrap_err();
             assert!(err.contains(message), "{err}");

@@ -4,7 +4,7 @@
 use crate::batch::Batch;
 use crate::error::Error;
 use crate::generation::{Finish, GenerateOptions, Generation, Step, StopReason};
-use crate::model::Model;
+use crate::model::{LoadOptions, Model};
 use crate::sampler::SamplingParams;
 use crate::tensor::FileBuffer;
 use std::cell::RefCell;
@@ -45,6 +45,12 @@ impl From<Error> for wit::Error {
             Error::ContextOverflow(m) => wit::Error::ContextOverflow(m),
             Error::Io(m) => wit::Error::Io(m),
         }
+    }
+}
+
+impl From<wit::LoadOptions> for LoadOptions {
+    fn from(o: wit::LoadOptions) -> Self {
+        LoadOptions { quantize_q8_0: o.quantize_q8_0 }
     }
 }
 
@@ -98,7 +104,7 @@ impl wit::Guest for Component {
     type Batch = BatchResource;
 
     fn generate_text(model_path: String, prompt: String, options: wit::GenerateOptions) -> Result<String, wit::Error> {
-        let model = Arc::new(Model::open(&model_path)?);
+        let model = Arc::new(Model::open(&model_path, LoadOptions::default())?);
         let tokens = model.tokenizer.encode(&prompt);
         let mut generation = Generation::new(model, &tokens, &options.into())?;
         let mut text = String::new();
@@ -138,9 +144,9 @@ impl wit::GuestModelFile for ModelFileResource {
 }
 
 impl wit::GuestModel for ModelResource {
-    fn from_file(name: String, file: wit::ModelFile) -> Result<wit::Model, wit::Error> {
+    fn from_file(name: String, file: wit::ModelFile, options: wit::LoadOptions) -> Result<wit::Model, wit::Error> {
         let file = file.into_inner::<ModelFileResource>().0.into_inner();
-        Ok(wit::Model::new(ModelResource(Arc::new(Model::load(file, &name)?))))
+        Ok(wit::Model::new(ModelResource(Arc::new(Model::load(file, &name, options.into())?))))
     }
 
     fn from_bytes(name: String, bytes: Vec<u8>) -> Result<wit::Model, wit::Error> {
@@ -148,8 +154,8 @@ impl wit::GuestModel for ModelResource {
         Ok(wit::Model::new(ModelResource(Arc::new(model))))
     }
 
-    fn open(path: String) -> Result<wit::Model, wit::Error> {
-        Ok(wit::Model::new(ModelResource(Arc::new(Model::open(&path)?))))
+    fn open(path: String, options: wit::LoadOptions) -> Result<wit::Model, wit::Error> {
+        Ok(wit::Model::new(ModelResource(Arc::new(Model::open(&path, options.into())?))))
     }
 
     fn info(&self) -> wit::ModelInfo {

@@ -26,6 +26,10 @@ pub struct Args {
     /// GPT-2 GGUF model file (F32, F16 or Q8_0 weights).
     #[arg(long, default_value = BUNDLED_MODEL)]
     pub model: PathBuf,
+    /// Quantize F32 and F16 weights to Q8_0 as the model loads (as llama.cpp's converter
+    /// does), for the faster integer product; Q8_0 files are used as they are.
+    #[arg(long, value_enum)]
+    pub quantize: Option<Quantize>,
     /// Port to serve on; 0 picks a free one (logged).
     #[arg(long, env = "LLORCH_PORT", default_value_t = 8080)]
     pub port: u16,
@@ -84,6 +88,13 @@ pub struct Args {
     pub callback_timeout_sec: Duration,
 }
 
+/// A weight type to quantize to at load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Quantize {
+    #[value(name = "q8_0")]
+    Q8_0,
+}
+
 /// What the binary does besides serving.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Command {
@@ -96,6 +107,9 @@ pub enum Command {
         /// Where to write the component.
         #[arg(long)]
         output: PathBuf,
+        /// Quantize F32 and F16 weights to Q8_0 before packing.
+        #[arg(long, value_enum)]
+        quantize: Option<Quantize>,
     },
 }
 
@@ -181,6 +195,7 @@ mod tests {
             &["--slots", "0"],
             &["--batch-size", "257"],
             &["--inference-timeout-sec", "nan"],
+            &["--quantize", "q4_0"],
         ] {
             let error = Args::try_parse_from(std::iter::once("llorch-cpud").chain(bad.iter().copied())).unwrap_err();
             assert_eq!(error.exit_code(), 2, "{bad:?}");

@@ -8,8 +8,8 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let args = Args::parse();
     let _flush_logs_at_exit = llorch_cpud::log::init(&args.worker_id);
-    if let Some(Command::Pack { model, output }) = &args.command {
-        return match llorch_cpud::pack::pack(model, output, args.cache_dir().as_deref()) {
+    if let Some(Command::Pack { model, output, quantize }) = &args.command {
+        return match llorch_cpud::pack::pack(model, output, quantize.is_some(), args.cache_dir().as_deref()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!("{e:#}");

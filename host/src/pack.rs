@@ -11,12 +11,13 @@ use std::path::Path;
 use std::time::Duration;
 
 /// Loads `model` into the guest as the worker does (the same checks, the same errors), snapshots
-/// it and writes the snapshot to `output`. `cache` keeps the instrumented component compiled.
-pub fn pack(model: &Path, output: &Path, cache: Option<&Path>) -> Result<()> {
+/// it (with F32 and F16 weights quantized to Q8_0 when `quantize_q8_0`) and writes the snapshot
+/// to `output`. `cache` keeps the instrumented component compiled.
+pub fn pack(model: &Path, output: &Path, quantize_q8_0: bool, cache: Option<&Path>) -> Result<()> {
     let cache = cache.map(ComponentCache::open).transpose()?;
     let len = std::fs::metadata(model).with_context(|| format!("cannot read model file {}", model.display()))?.len();
     let limits = GuestLimits { memory_bytes: default_memory_cap(len), load_timeout: Duration::from_secs(300) };
-    let file = ModelFile::open(model, limits.memory_bytes)?;
+    let file = ModelFile::open(model, limits.memory_bytes)?.quantized(quantize_q8_0);
     let runtime = Runtime::new(cache)?;
     let component =
         snapshot::make(&runtime, &file, &limits).map_err(|e| anyhow::anyhow!("cannot load the model: {e}"))?;

@@ -29,9 +29,9 @@ pub async fn run(args: Args) -> Result<()> {
     let (slots, max_queue, isolation) = (args.slots(), args.max_queue as usize, args.isolation);
     let batch_size = isolation.batch_size(args.batch_size);
     let fresh_per_job = isolation == Isolation::Job;
-    let (call_limit, model_path) = (args.guest_call_timeout_sec, args.model.clone());
+    let (call_limit, model_path, quantize) = (args.guest_call_timeout_sec, args.model.clone(), args.quantize.is_some());
     let backend = tokio::task::spawn_blocking(move || -> Result<Backend> {
-        let model = ModelFile::open(&model_path, memory_bytes)?;
+        let model = ModelFile::open(&model_path, memory_bytes)?.quantized(quantize);
         let runtime = Runtime::new(cache)?;
         let prompt_budget = crate::backend::PROMPT_BUDGET;
         let config =

@@ -1,9 +1,7 @@
 //! Token and position embeddings, summed.
 
 use crate::error::Result;
-use crate::gguf::Gguf;
-use crate::tensor::{FileBuffer, Matrix};
-use std::sync::Arc;
+use crate::tensor::{Matrix, WeightFile};
 
 /// `x[t] = wte[token[t]] + wpe[start + t]`.
 pub struct Embedding {
@@ -15,10 +13,10 @@ pub struct Embedding {
 
 impl Embedding {
     /// Loads `token_embd.weight` `[V, C]` and `position_embd.weight` `[n_ctx, C]`.
-    pub fn load(gguf: &Gguf, file: &Arc<FileBuffer>, vocab: usize, n_ctx: usize, c: usize) -> Result<Self> {
+    pub fn load(weights: &WeightFile, vocab: usize, n_ctx: usize, c: usize) -> Result<Self> {
         Ok(Embedding {
-            token: Matrix::load(gguf, file, "token_embd.weight", vocab, c)?,
-            position: Matrix::load(gguf, file, "position_embd.weight", n_ctx, c)?,
+            token: Matrix::load(weights, "token_embd.weight", vocab, c)?,
+            position: Matrix::load(weights, "position_embd.weight", n_ctx, c)?,
         })
     }
 

@@ -1,10 +1,8 @@
 //! The MLP of a block: expand, tanh-approximated GELU, project back.
 
 use crate::error::Result;
-use crate::gguf::Gguf;
 use crate::layers::linear::Linear;
-use crate::tensor::FileBuffer;
-use std::sync::Arc;
+use crate::tensor::WeightFile;
 
 /// `y = down(gelu(up(x)))`.
 pub struct Ffn {
@@ -16,10 +14,10 @@ pub struct Ffn {
 
 impl Ffn {
     /// Loads `blk.{i}.ffn_up` and `blk.{i}.ffn_down`.
-    pub fn load(gguf: &Gguf, file: &Arc<FileBuffer>, block: usize, c: usize, f: usize) -> Result<Self> {
+    pub fn load(weights: &WeightFile, block: usize, c: usize, f: usize) -> Result<Self> {
         Ok(Ffn {
-            up: Linear::load(gguf, file, &format!("blk.{block}.ffn_up"), f, c)?,
-            down: Linear::load(gguf, file, &format!("blk.{block}.ffn_down"), c, f)?,
+            up: Linear::load(weights, &format!("blk.{block}.ffn_up"), f, c)?,
+            down: Linear::load(weights, &format!("blk.{block}.ffn_down"), c, f)?,
         })
     }
 

@@ -1,9 +1,7 @@
 //! Layer normalisation over the embedding dimension, with the epsilon from the model file.
 
 use crate::error::Result;
-use crate::gguf::Gguf;
-use crate::tensor::{FileBuffer, Vector};
-use std::sync::Arc;
+use crate::tensor::{Vector, WeightFile};
 
 /// `y = (x − mean) / sqrt(var + eps) · weight + bias`, per row.
 pub struct LayerNorm {
@@ -16,10 +14,10 @@ pub struct LayerNorm {
 
 impl LayerNorm {
     /// Loads `{prefix}.weight` and `{prefix}.bias`, both `[C]`.
-    pub fn load(gguf: &Gguf, file: &Arc<FileBuffer>, prefix: &str, c: usize, eps: f32) -> Result<Self> {
+    pub fn load(weights: &WeightFile, prefix: &str, c: usize, eps: f32) -> Result<Self> {
         Ok(LayerNorm {
-            weight: Vector::load(gguf, file, &format!("{prefix}.weight"), c)?,
-            bias: Vector::load(gguf, file, &format!("{prefix}.bias"), c)?,
+            weight: Vector::load(weights, &format!("{prefix}.weight"), c)?,
+            bias: Vector::load(weights, &format!("{prefix}.bias"), c)?,
             eps,
         })
     }

@@ -1,9 +1,7 @@
 //! A fully connected layer with bias, weights stored `[out, in]` as llama.cpp writes them.
 
 use crate::error::Result;
-use crate::gguf::Gguf;
-use crate::tensor::{FileBuffer, Matrix, Vector};
-use std::sync::Arc;
+use crate::tensor::{Matrix, Vector, WeightFile};
 
 /// `y = x · Wᵀ + b`.
 pub struct Linear {
@@ -15,10 +13,10 @@ pub struct Linear {
 
 impl Linear {
     /// Loads `{prefix}.weight` `[out, in]` and `{prefix}.bias` `[out]`.
-    pub fn load(gguf: &Gguf, file: &Arc<FileBuffer>, prefix: &str, out: usize, inp: usize) -> Result<Self> {
+    pub fn load(weights: &WeightFile, prefix: &str, out: usize, inp: usize) -> Result<Self> {
         Ok(Linear {
-            weight: Matrix::load(gguf, file, &format!("{prefix}.weight"), out, inp)?,
-            bias: Vector::load(gguf, file, &format!("{prefix}.bias"), out)?,
+            weight: Matrix::load(weights, &format!("{prefix}.weight"), out, inp)?,
+            bias: Vector::load(weights, &format!("{prefix}.bias"), out)?,
         })
     }
 

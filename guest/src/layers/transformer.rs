@@ -1,14 +1,12 @@
 //! One pre-norm transformer block: attention and MLP, each added to the residual stream.
 
 use crate::error::Result;
-use crate::gguf::Gguf;
 use crate::layers::attention::Attention;
 use crate::layers::ffn::Ffn;
 use crate::layers::layer_norm::LayerNorm;
 use crate::layers::{SequenceRows, Trace, record};
 use crate::model::config::Config;
-use crate::tensor::FileBuffer;
-use std::sync::Arc;
+use crate::tensor::WeightFile;
 
 /// `x += attn(ln_1(x)); x += ffn(ln_2(x))`.
 pub struct Block {
@@ -20,13 +18,13 @@ pub struct Block {
 
 impl Block {
     /// Loads the tensors of `blk.{index}`.
-    pub fn load(gguf: &Gguf, file: &Arc<FileBuffer>, config: &Config, index: usize) -> Result<Self> {
+    pub fn load(weights: &WeightFile, config: &Config, index: usize) -> Result<Self> {
         let (c, eps) = (config.n_embd, config.eps);
         Ok(Block {
-            ln_1: LayerNorm::load(gguf, file, &format!("blk.{index}.attn_norm"), c, eps)?,
-            attn: Attention::load(gguf, file, index, c, config.n_head)?,
-            ln_2: LayerNorm::load(gguf, file, &format!("blk.{index}.ffn_norm"), c, eps)?,
-            ffn: Ffn::load(gguf, file, index, c, config.n_ff)?,
+            ln_1: LayerNorm::load(weights, &format!("blk.{index}.attn_norm"), c, eps)?,
+            attn: Attention::load(weights, index, c, config.n_head)?,
+            ln_2: LayerNorm::load(weights, &format!("blk.{index}.ffn_norm"), c, eps)?,
+            ffn: Ffn::load(weights, index, c, config.n_ff)?,
         })
     }
 

@@ -2,14 +2,12 @@
 
 use crate::cache::KvCache;
 use crate::error::Result;
-use crate::gguf::Gguf;
 use crate::layers::embedding::Embedding;
 use crate::layers::layer_norm::LayerNorm;
 use crate::layers::transformer::Block;
 use crate::layers::{SequenceRows, Trace, record};
 use crate::model::config::Config;
-use crate::tensor::{FileBuffer, Matrix};
-use std::sync::Arc;
+use crate::tensor::{Matrix, WeightFile};
 
 /// One sequence's part of a forward pass: its next tokens and its KV cache.
 pub struct Segment<'a> {
@@ -30,13 +28,13 @@ pub struct Gpt2 {
 
 impl Gpt2 {
     /// Loads every tensor, checking each shape against `config`.
-    pub fn load(gguf: &Gguf, file: &Arc<FileBuffer>, config: Config) -> Result<Self> {
+    pub fn load(weights: &WeightFile, config: Config) -> Result<Self> {
         let (v, c) = (config.n_vocab, config.n_embd);
-        let embedding = Embedding::load(gguf, file, v, config.n_ctx, c)?;
-        let blocks = (0..config.n_layer).map(|i| Block::load(gguf, file, &config, i)).collect::<Result<Vec<_>>>()?;
-        let ln_f = LayerNorm::load(gguf, file, "output_norm", c, config.eps)?;
-        let lm_head = match gguf.tensor("output.weight") {
-            Some(_) => Some(Matrix::load(gguf, file, "output.weight", v, c)?),
+        let embedding = Embedding::load(weights, v, config.n_ctx, c)?;
+        let blocks = (0..config.n_layer).map(|i| Block::load(weights, &config, i)).collect::<Result<Vec<_>>>()?;
+        let ln_f = LayerNorm::load(weights, "output_norm", c, config.eps)?;
+        let lm_head = match weights.gguf.tensor("output.weight") {
+            Some(_) => Some(Matrix::load(weights, "output.weight", v, c)?),
             None => None,
         };
         Ok(Gpt2 { config, embedding, blocks, ln_f, lm_head })
@@ -117,7 +115,7 @@ impl Gpt2 {
 mod tests {
     use super::Segment;
     use crate::cache::KvCache;
-    use crate::model::Model;
+    use crate::model::{LoadOptions, Model};
 
     fn forward_one(model: &Model, tokens: &[u32], cache: &mut KvCache, all_positions: bool) -> Vec<f32> {
         model.gpt2.forward(&mut [Segment { tokens, cache }], all_positions, None)
@@ -125,7 +123,7 @@ mod tests {
 
     fn tiny() -> Model {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/tiny-synthetic/model-f32.gguf");
-        Model::open(path).expect("the tiny model loads")
+        Model::open(path, LoadOptions::default()).expect("the tiny model loads")
     }
 
     #[test]
@@ -160,7 +158,7 @@ mod tests {
         // The Q8_0 product takes each output through the same integer and float steps however
         // many rows it has.
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/kjv-fortunes-18m/model-q8_0.gguf");
-        batch_against_alone(&Model::open(path).expect("the bundled Q8_0 model loads"), 0.0);
+        batch_against_alone(&Model::open(path, LoadOptions::default()).expect("the bundled Q8_0 model loads"), 0.0);
     }
 
     /// Runs three prompts alone and as one batch; every logit within `tolerance`.

@@ -7,7 +7,7 @@ use crate::cache::KvCache;
 use crate::error::{Error, Result};
 use crate::gguf::Gguf;
 use crate::layers::{Checkpoint, Trace};
-use crate::tensor::FileBuffer;
+use crate::tensor::{FileBuffer, WeightFile};
 use crate::tokenizer::Tokenizer;
 use config::Config;
 use gpt2::{Gpt2, Segment};
@@ -38,19 +38,27 @@ pub struct Model {
     info: ModelInfo,
 }
 
+/// How a model's weights are loaded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Quantize F32 and F16 matrices to Q8_0 as they load, as llama.cpp's converter does with
+    /// `--outtype q8_0`, so they take the integer product.
+    pub quantize_q8_0: bool,
+}
+
 impl Model {
-    /// Loads a GGUF file from memory; `fallback_name` names it when the file does not.
+    /// Loads a GGUF file from memory as stored; `fallback_name` names it when the file does not.
     pub fn from_bytes(fallback_name: &str, bytes: &[u8]) -> Result<Self> {
-        Self::load(FileBuffer::try_from_bytes(bytes)?, fallback_name)
+        Self::load(FileBuffer::try_from_bytes(bytes)?, fallback_name, LoadOptions::default())
     }
 
-    /// Loads a GGUF file from `bytes`, keeping them as the model's storage (no copy).
+    /// Loads a GGUF file from `bytes` as stored, keeping them as the model's storage (no copy).
     pub fn from_vec(fallback_name: &str, bytes: Vec<u8>) -> Result<Self> {
-        Self::load(FileBuffer::try_from_vec(bytes)?, fallback_name)
+        Self::load(FileBuffer::try_from_vec(bytes)?, fallback_name, LoadOptions::default())
     }
 
     /// Reads and loads the GGUF file at `path`.
-    pub fn open(path: &str) -> Result<Self> {
+    pub fn open(path: &str, options: LoadOptions) -> Result<Self> {
         let io = |e: std::io::Error| Error::Io(format!("{path}: {e}"));
         let mut file = std::fs::File::open(path).map_err(io)?;
         let len = file.metadata().map_err(io)?.len();
@@ -59,18 +67,19 @@ impl Model {
         let mut buffer = FileBuffer::try_zeroed(len)?;
         file.read_exact(buffer.bytes_mut()).map_err(io)?;
         let stem = std::path::Path::new(path).file_stem().and_then(|s| s.to_str()).unwrap_or(path);
-        Self::load(buffer, stem)
+        Self::load(buffer, stem, options)
     }
 
     /// Parses `file`, builds the tokenizer and loads every weight.
-    pub fn load(file: FileBuffer, fallback_name: &str) -> Result<Self> {
+    pub fn load(file: FileBuffer, fallback_name: &str, options: LoadOptions) -> Result<Self> {
         let file = Arc::new(file);
         let gguf = Gguf::parse(file.bytes())?;
         let tokenizer = Tokenizer::from_gguf(&gguf)?;
         let config = Config::from_gguf(&gguf, tokenizer.vocab_size())?;
-        let gpt2 = Gpt2::load(&gguf, &file, config)?;
+        let gpt2 = Gpt2::load(&WeightFile { gguf: &gguf, file: &file, quantize_q8_0: options.quantize_q8_0 }, config)?;
         let name = gguf.str("general.name")?.unwrap_or(fallback_name).to_string();
-        let weight_type = gguf.tensor("blk.0.attn_qkv.weight").map_or("F32", |(info, _)| info.kind.name()).to_string();
+        let stored = gguf.tensor("blk.0.attn_qkv.weight").map_or("F32", |(info, _)| info.kind.name());
+        let weight_type = if options.quantize_q8_0 { "Q8_0" } else { stored }.to_string();
         drop(gguf);
         // The file stays in memory only when F32 weights are used where they lie.
         let file_bytes = if Arc::strong_count(&file) > 1 { file.bytes().len() as u64 } else { 0 };

@@ -79,6 +79,15 @@ impl FileBuffer {
     }
 }
 
+impl Drop for FileBuffer {
+    /// Zeroes the file's bytes: a model whose weights were all widened or quantized drops its
+    /// file after loading, and a snapshot of the instance then need not carry the stale bytes
+    /// (zero pages are left out of a memory image).
+    fn drop(&mut self) {
+        self.bytes.fill(0);
+    }
+}
+
 /// The shapes every matrix-product kernel requires: x `[rows, k]`, `weight_len` bytes or
 /// floats for n rows of `row_len`, bias `[n]`, and output rows `stride` apart. The kernels
 /// index without further checks once these hold.
@@ -116,12 +125,8 @@ impl QuantizedRows {
         let mut values = vec![0i8; rows * k];
         let mut scales = vec![0.0f32; rows * k / 32];
         for ((block, q), scale) in x[..rows * k].chunks_exact(32).zip(values.chunks_exact_mut(32)).zip(&mut scales) {
-            let max = block.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-            let d = max / 127.0;
-            let inverse = if d == 0.0 { 0.0 } else { 1.0 / d };
-            for (q, v) in q.iter_mut().zip(block) {
-                *q = (v * inverse).round() as i8;
-            }
+            let (d, values) = quantize_block(block);
+            q.copy_from_slice(&values);
             *scale = d;
         }
         QuantizedRows { values, scales }
@@ -134,6 +139,21 @@ impl QuantizedRows {
 pub struct Q8Rows<'a> {
     pub blocks: &'a [u8],
     pub scales: &'a [f32],
+}
+
+/// One block of 32 values as Q8_0: the scale `d = max|x| / 127` and `round(x / d)`.
+fn quantize_block(block: &[f32]) -> (f32, [i8; 32]) {
+    let max = block.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let d = max / 127.0;
+    let inverse = if d == 0.0 { 0.0 } else { 1.0 / d };
+    (d, core::array::from_fn(|i| round_half_away(block[i] * inverse) as i8))
+}
+
+/// `v.round()` (halves away from zero), from `trunc`, which WebAssembly has as an instruction
+/// where `round` is a library call. `v - trunc(v)` is exact, so the result is too.
+fn round_half_away(v: f32) -> f32 {
+    let whole = v.trunc();
+    if (v - whole).abs() >= 0.5 { whole + v.signum() } else { whole }
 }
 
 /// The shapes the Q8_0 product requires (see `check_matmul_shapes`), with k in whole blocks;
@@ -177,6 +197,14 @@ fn non_finite(name: &str, index: usize, value: f32) -> Error {
     Error::model(format!("tensor {name} holds a non-finite value ({value}) at element {index}"))
 }
 
+/// Where the weights come from: the parsed file, its bytes, and whether F32 and F16 matrices
+/// are quantized to Q8_0 as they load.
+pub struct WeightFile<'a> {
+    pub gguf: &'a Gguf<'a>,
+    pub file: &'a Arc<FileBuffer>,
+    pub quantize_q8_0: bool,
+}
+
 /// A weight vector (a bias or a norm), always f32.
 pub struct Vector {
     values: Vec<f32>,
@@ -184,10 +212,10 @@ pub struct Vector {
 
 impl Vector {
     /// Loads the 1-D tensor `name` of `len` values, decoding it when it is not F32.
-    pub fn load(gguf: &Gguf, file: &FileBuffer, name: &str, len: usize) -> Result<Self> {
-        let (info, range) = locate(gguf, name, &[len])?;
+    pub fn load(weights: &WeightFile, name: &str, len: usize) -> Result<Self> {
+        let (info, range) = locate(weights.gguf, name, &[len])?;
         let mut values = vec![0.0; len];
-        decode(info.kind, &file.bytes()[range], &mut values);
+        decode(info.kind, &weights.file.bytes()[range], &mut values);
         if let Some(i) = values.iter().position(|v| !v.is_finite()) {
             return Err(non_finite(name, i, values[i]));
         }
@@ -208,8 +236,10 @@ impl Vector {
 enum Storage {
     /// In the model file, in its stored type.
     InFile(Arc<FileBuffer>, Range<usize>, TensorType),
-    /// Decoded to f32 because an F32 tensor was not 4-byte aligned in the file.
+    /// Decoded to f32: F16 tensors, and F32 tensors not 4-byte aligned in the file.
     Owned(Vec<f32>),
+    /// Quantized to Q8_0 blocks at load (`--quantize q8_0`).
+    Quantized(Vec<u8>),
 }
 
 /// A weight matrix `[rows, cols]` (`[out, in]` for a linear layer).
@@ -223,23 +253,40 @@ pub struct Matrix {
 }
 
 impl Matrix {
-    /// Loads the 2-D tensor `name` of shape `[rows, cols]`, checking that every value is finite.
-    pub fn load(gguf: &Gguf, file: &Arc<FileBuffer>, name: &str, rows: usize, cols: usize) -> Result<Self> {
-        let (info, range) = locate(gguf, name, &[rows, cols])?;
-        // F16 is widened once here: SIMD128 has no half-precision conversion, and decoding every
-        // weight on every token costs more than the memory it saves. A misaligned F32 tensor is
-        // copied into place.
-        let widen = info.kind == TensorType::F16 || (info.kind == TensorType::F32 && !range.start.is_multiple_of(4));
-        let storage = if widen {
+    /// Loads the 2-D tensor `name` of shape `[rows, cols]`, checking that every value is finite;
+    /// F32 and F16 matrices are quantized to Q8_0 when `weights` asks for it.
+    pub fn load(weights: &WeightFile, name: &str, rows: usize, cols: usize) -> Result<Self> {
+        let (info, range) = locate(weights.gguf, name, &[rows, cols])?;
+        let bytes = &weights.file.bytes()[range.clone()];
+        let no_memory = || Error::Io(format!("no memory to load tensor {name}"));
+        let storage = if weights.quantize_q8_0 && info.kind != TensorType::Q8_0 && cols.is_multiple_of(32) {
+            // A row at a time, so the f32 values never exist all at once.
+            let mut blocks = Vec::new();
+            blocks.try_reserve_exact(rows * cols / 32 * 34).map_err(|_| no_memory())?;
+            let (mut row, row_bytes) = (vec![0.0; cols], bytes.len() / rows);
+            for (r, stored) in bytes.chunks_exact(row_bytes).enumerate() {
+                decode(info.kind, stored, &mut row);
+                if let Some(i) = row.iter().position(|v| !v.is_finite()) {
+                    return Err(non_finite(name, r * cols + i, row[i]));
+                }
+                for block in row.chunks_exact(32) {
+                    let (scale, q) = quantize_block(block);
+                    blocks.extend_from_slice(&f32_to_f16(scale).to_le_bytes());
+                    blocks.extend(q.iter().map(|&v| v as u8));
+                }
+            }
+            Storage::Quantized(blocks)
+        } else if info.kind == TensorType::F16 || (info.kind == TensorType::F32 && !range.start.is_multiple_of(4)) {
+            // F16 is widened once here: SIMD128 has no half-precision conversion, and decoding
+            // every weight on every token costs more than the memory it saves. A misaligned F32
+            // tensor is copied into place.
             let mut values = Vec::new();
-            values
-                .try_reserve_exact(rows * cols)
-                .map_err(|_| Error::Io(format!("no memory to widen tensor {name}")))?;
+            values.try_reserve_exact(rows * cols).map_err(|_| no_memory())?;
             values.resize(rows * cols, 0.0);
-            decode(info.kind, &file.bytes()[range], &mut values);
+            decode(info.kind, bytes, &mut values);
             Storage::Owned(values)
         } else {
-            Storage::InFile(file.clone(), range, info.kind)
+            Storage::InFile(weights.file.clone(), range, info.kind)
         };
         let matrix = Matrix { storage, q8_scales: Vec::new(), rows, cols };
         matrix.check_finite(name)?;
@@ -248,17 +295,28 @@ impl Matrix {
 
     /// Widens the scales of Q8_0 blocks in the file to f32.
     fn with_q8_scales(mut self) -> Self {
-        if let Storage::InFile(file, range, TensorType::Q8_0) = &self.storage {
-            let blocks = file.bytes()[range.clone()].chunks_exact(34);
-            self.q8_scales = blocks.map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]]))).collect();
+        if let Some(blocks) = self.q8_0_blocks() {
+            let scales = blocks.chunks_exact(34).map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]]))).collect();
+            self.q8_scales = scales;
         }
         self
+    }
+
+    /// The Q8_0 blocks, in the file or quantized at load.
+    fn q8_0_blocks(&self) -> Option<&[u8]> {
+        match &self.storage {
+            Storage::InFile(file, range, TensorType::Q8_0) => Some(&file.bytes()[range.clone()]),
+            Storage::Quantized(blocks) => Some(blocks),
+            _ => None,
+        }
     }
 
     /// Rejects NaN and infinity anywhere in the matrix (for Q8_0, in the block scales).
     fn check_finite(&self, name: &str) -> Result<()> {
         let found = match &self.storage {
             Storage::Owned(values) => values.iter().position(|v| !v.is_finite()).map(|i| (i, values[i])),
+            // Made from values checked as they were quantized.
+            Storage::Quantized(_) => None,
             Storage::InFile(file, range, kind) => {
                 let bytes = &file.bytes()[range.clone()];
                 match kind {
@@ -296,7 +354,7 @@ impl Matrix {
         match &self.storage {
             Storage::Owned(values) => Some(values),
             Storage::InFile(file, range, TensorType::F32) => Some(file.f32s(range.clone())),
-            Storage::InFile(..) => None,
+            Storage::InFile(..) | Storage::Quantized(_) => None,
         }
     }
 
@@ -310,6 +368,10 @@ impl Matrix {
                 let start = range.start + first * row_bytes;
                 decode(*kind, &file.bytes()[start..start + count * row_bytes], dst);
             }
+            Storage::Quantized(blocks) => {
+                let row_bytes = blocks.len() / self.rows;
+                decode(TensorType::Q8_0, &blocks[first * row_bytes..(first + count) * row_bytes], dst);
+            }
         }
     }
 
@@ -317,13 +379,13 @@ impl Matrix {
     /// Q8_0 weights are used where they lie, against the input rows quantized to Q8_0.
     pub fn matmul(&self, out: &mut [f32], x: &[f32], bias: Option<&[f32]>, rows_x: usize) {
         let (n, k) = (self.rows, self.cols);
-        match &self.storage {
-            Storage::InFile(file, range, TensorType::Q8_0) => {
+        match self.q8_0_blocks() {
+            Some(blocks) => {
                 let x = QuantizedRows::new(x, rows_x, k);
-                let w = Q8Rows { blocks: &file.bytes()[range.clone()], scales: &self.q8_scales };
+                let w = Q8Rows { blocks, scales: &self.q8_scales };
                 kernels::matmul_q8_0(out, n, &x, w, bias, rows_x, k, n);
             }
-            _ => {
+            None => {
                 let w = self.f32_values().expect("F16 matrices are widened at load");
                 kernels::matmul(out, n, x, w, bias, rows_x, k, n);
             }
@@ -336,6 +398,7 @@ impl Matrix {
             + match &self.storage {
                 Storage::InFile(..) => 0,
                 Storage::Owned(values) => values.len() * 4,
+                Storage::Quantized(blocks) => blocks.len(),
             }
     }
 }
@@ -351,6 +414,30 @@ fn decode(kind: TensorType, bytes: &[u8], dst: &mut [f32]) {
         TensorType::F16 => kernels::decode_f16(dst, bytes),
         TensorType::Q8_0 => kernels::decode_q8_0(dst, bytes),
     }
+}
+
+/// Single precision to IEEE half precision, rounding to nearest even; magnitudes past the
+/// largest half become infinity. (Only finite scales are converted.)
+pub fn f32_to_f16(v: f32) -> u16 {
+    let bits = v.to_bits();
+    let sign = ((bits >> 16) & 0x8000) as u16;
+    let magnitude = bits & 0x7fff_ffff;
+    if magnitude >= 0x4780_0000 {
+        // 65536 and up (after rounding, 65520 and up) and the non-finite.
+        return sign | if magnitude > 0x7f80_0000 { 0x7e00 } else { 0x7c00 };
+    }
+    if magnitude < 0x3880_0000 {
+        // Below the smallest normal half (2^-14): a subnormal half, m · 2^-24, rounded.
+        let m = f32::from_bits(magnitude) * 2f32.powi(24);
+        return sign | m.round_ties_even() as u16;
+    }
+    // Normal: rebias the exponent, round the 13 dropped mantissa bits to nearest even (a carry
+    // into the exponent is still right, up to infinity).
+    let rebiased = magnitude - ((127 - 15) << 23);
+    let half = rebiased >> 13;
+    let rest = rebiased & 0x1fff;
+    let round_up = rest > 0x1000 || (rest == 0x1000 && half & 1 == 1);
+    sign | (half + round_up as u32) as u16
 }
 
 /// IEEE half precision to single precision, exact for every input.
@@ -388,6 +475,34 @@ mod tests {
         assert_eq!(f16_to_f32(0x7c00), f32::INFINITY);
         assert!(f16_to_f32(0x7e00).is_nan());
         assert_eq!(f16_to_f32(0x3555), 0.333_251_95);
+    }
+
+    #[test]
+    fn round_half_away_is_round() {
+        let mut v = -130.0f32;
+        while v <= 130.0 {
+            for x in [v, v.next_up(), v.next_down()] {
+                assert_eq!(round_half_away(x).to_bits(), x.round().to_bits(), "{x}");
+            }
+            v += 0.25;
+        }
+        for x in [0.49999997f32, -0.49999997, 1e-30, -0.0, 8388607.5, 126.5] {
+            assert_eq!(round_half_away(x).to_bits(), x.round().to_bits(), "{x}");
+        }
+    }
+
+    #[test]
+    fn f32_to_f16_inverts_every_half_and_rounds_ties_to_even() {
+        for h in (0..=u16::MAX).filter(|h| h & 0x7c00 != 0x7c00) {
+            assert_eq!(f32_to_f16(f16_to_f32(h)), h, "{h:#06x}");
+        }
+        assert_eq!(f32_to_f16(1.0 + 2f32.powi(-11)), 0x3c00);
+        assert_eq!(f32_to_f16(1.0 + 3.0 * 2f32.powi(-11)), 0x3c02);
+        assert_eq!(f32_to_f16(2f32.powi(-25)), 0x0000);
+        assert_eq!(f32_to_f16(3.0 * 2f32.powi(-25)), 0x0002);
+        assert_eq!(f32_to_f16(-65519.0), 0xfbff);
+        assert_eq!(f32_to_f16(65520.0), 0x7c00);
+        assert_eq!(f32_to_f16(f32::INFINITY), 0x7c00);
     }
 
     #[test]

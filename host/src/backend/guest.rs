@@ -6,7 +6,7 @@ use super::guest_state::GuestState;
 use super::memory_limit::MemoryLimiter;
 use super::model_file::ModelFile;
 use super::runtime::{EPOCH_TICK, Runtime};
-use super::wit::{Error as WitError, GenerateOptions, ModelInfo, SequenceStep};
+use super::wit::{Error as WitError, GenerateOptions, LoadOptions, ModelInfo, SequenceStep};
 use super::{Worker, WorkerPre};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -203,7 +203,7 @@ pub fn hand_over(
     worker
         .llorch_gpt2_inference()
         .model()
-        .call_from_file(&mut *store, &model_file.stem, file)
+        .call_from_file(&mut *store, &model_file.stem, file, LoadOptions { quantize_q8_0: model_file.quantize_q8_0 })
         .map_err(|e| classify(&e))?
         .map_err(CallError::Refused)
 }

@@ -21,6 +21,8 @@ pub struct ModelFile {
     digest: OnceLock<[u8; 32]>,
     /// The file's stem: the model's name when the file has no `general.name`.
     pub stem: String,
+    /// Whether the guest quantizes F32 and F16 weights to Q8_0 as it loads them.
+    pub quantize_q8_0: bool,
 }
 
 impl ModelFile {
@@ -36,7 +38,12 @@ impl ModelFile {
             bail!("no memory for a {len}-byte model file: the guest may use {max_bytes} bytes (--max-memory-mb)");
         }
         let stem = path.file_stem().map_or_else(|| "model".to_string(), |s| s.to_string_lossy().into_owned());
-        Ok(ModelFile { path: path.to_path_buf(), file, len, digest: OnceLock::new(), stem })
+        Ok(ModelFile { path: path.to_path_buf(), file, len, digest: OnceLock::new(), stem, quantize_q8_0: false })
+    }
+
+    /// The same file, loaded with its F32 and F16 weights quantized to Q8_0 when `quantize_q8_0`.
+    pub fn quantized(self, quantize_q8_0: bool) -> Self {
+        ModelFile { quantize_q8_0, ..self }
     }
 
     /// Size of the file in bytes.

@@ -23,7 +23,8 @@ pub fn snapshot(
 ) -> Result<WorkerPre<GuestState>, CallError> {
     let host = |e: anyhow::Error| CallError::Host(format!("{e:#}"));
     let digest = model_file.digest().map_err(host)?;
-    let entry = format!("{}{}", &MODEL[1..], &digest[..24]);
+    let quantized = if model_file.quantize_q8_0 { "-q8_0" } else { "" };
+    let entry = format!("{}{}{quantized}", &MODEL[1..], &digest[..24]);
     // A refusal from `make` comes back through the cache unchanged, as the `CallError` it was.
     let component = runtime
         .compiled(Some(&entry), "snapshot", || Ok(make(runtime, model_file, limits)?))

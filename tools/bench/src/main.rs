@@ -12,7 +12,7 @@ use llorch_cpud::backend::runtime::Runtime;
 use llorch_cpud::backend::wit::{self, Step};
 use llorch_guest::batch::Batch;
 use llorch_guest::generation::{self, GenerateOptions};
-use llorch_guest::model::Model;
+use llorch_guest::model::{LoadOptions, Model};
 use llorch_guest::sampler::SamplingParams;
 use llorch_testkit::gguf_writer::WeightType;
 use serde_json::{Value, json};
@@ -487,7 +487,7 @@ fn measure(
             for _ in 0..runs {
                 drop(loaded.take());
                 let started = Instant::now();
-                loaded = Some(Arc::new(Model::open(path)?));
+                loaded = Some(Arc::new(Model::open(path, LoadOptions::default())?));
                 load.push(started.elapsed().as_secs_f64());
             }
             let model = loaded.ok_or_else(|| anyhow!("--runs must be at least 1"))?;

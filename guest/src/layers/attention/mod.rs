@@ -5,12 +5,10 @@ pub mod qkv;
 pub mod scores;
 
 use crate::error::Result;
-use crate::gguf::Gguf;
 use crate::layers::{SequenceRows, Trace, record};
-use crate::tensor::FileBuffer;
+use crate::tensor::WeightFile;
 use output::Output;
 use qkv::Qkv;
-use std::sync::Arc;
 
 /// `proj(softmax(q·kᵀ/√D + mask)·v)` over H heads.
 pub struct Attention {
@@ -21,8 +19,8 @@ pub struct Attention {
 
 impl Attention {
     /// Loads `blk.{block}.attn_qkv` and `blk.{block}.attn_output`.
-    pub fn load(gguf: &Gguf, file: &Arc<FileBuffer>, block: usize, c: usize, n_head: usize) -> Result<Self> {
-        Ok(Attention { qkv: Qkv::load(gguf, file, block, c)?, output: Output::load(gguf, file, block, c)?, n_head })
+    pub fn load(weights: &WeightFile, block: usize, c: usize, n_head: usize) -> Result<Self> {
+        Ok(Attention { qkv: Qkv::load(weights, block, c)?, output: Output::load(weights, block, c)?, n_head })
     }
 
     /// x: `[T, C]` (normalised), the rows of each sequence in `rows` one after another → `[T, C]`.

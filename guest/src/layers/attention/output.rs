@@ -1,10 +1,8 @@
 //! Attention-weighted values and the output projection.
 
 use crate::error::Result;
-use crate::gguf::Gguf;
 use crate::layers::linear::Linear;
-use crate::tensor::{FileBuffer, kernels};
-use std::sync::Arc;
+use crate::tensor::{WeightFile, kernels};
 
 /// probs: `[H, T, S]`, values: `[S, C]` → context `[T, C]`, heads side by side:
 /// `context[t, h·D + e] = Σ_j probs[h, t, j] · values[j, h·D + e]`.
@@ -32,8 +30,8 @@ pub struct Output {
 
 impl Output {
     /// Loads `blk.{block}.attn_output`.
-    pub fn load(gguf: &Gguf, file: &Arc<FileBuffer>, block: usize, c: usize) -> Result<Self> {
-        Ok(Output { linear: Linear::load(gguf, file, &format!("blk.{block}.attn_output"), c, c)? })
+    pub fn load(weights: &WeightFile, block: usize, c: usize) -> Result<Self> {
+        Ok(Output { linear: Linear::load(weights, &format!("blk.{block}.attn_output"), c, c)? })
     }
 
     /// context: `[T, C]` → `[T, C]`.

@@ -1,10 +1,8 @@
 //! The fused query/key/value projection.
 
 use crate::error::Result;
-use crate::gguf::Gguf;
 use crate::layers::linear::Linear;
-use crate::tensor::FileBuffer;
-use std::sync::Arc;
+use crate::tensor::WeightFile;
 
 /// `qkv = x · W_qkvᵀ + b`; each output row is `q | k | v`, each C wide with head h at
 /// columns `h·D..(h+1)·D`.
@@ -15,8 +13,8 @@ pub struct Qkv {
 
 impl Qkv {
     /// Loads `blk.{block}.attn_qkv`.
-    pub fn load(gguf: &Gguf, file: &Arc<FileBuffer>, block: usize, c: usize) -> Result<Self> {
-        Ok(Qkv { linear: Linear::load(gguf, file, &format!("blk.{block}.attn_qkv"), 3 * c, c)? })
+    pub fn load(weights: &WeightFile, block: usize, c: usize) -> Result<Self> {
+        Ok(Qkv { linear: Linear::load(weights, &format!("blk.{block}.attn_qkv"), 3 * c, c)? })
     }
 
     /// x: `[T, C]` → `[T, 3C]`.
