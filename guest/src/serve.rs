@@ -104,7 +104,7 @@ fn detokenize(request: &IncomingRequest) -> Result<(u16, Value), ApiError> {
 /// A validated `/execute` request, ready to stream.
 struct Execution {
     job_id: String,
-    model: Arc<Model>,
+    model_name: String,
     generation: Generation,
     seed: u64,
     prompt_tokens: u32,
@@ -128,8 +128,9 @@ fn execute(request: &IncomingRequest) -> Result<Execution, ApiError> {
         },
         stop: request.stop,
     };
-    let generation = Generation::new(model.clone(), &prompt, &options).map_err(|e| ApiError::refused(e.to_string()))?;
-    Ok(Execution { job_id: request.job_id, model, generation, seed, prompt_tokens: prompt.len() as u32 })
+    let model_name = model.info().name.clone();
+    let generation = Generation::new(model, &prompt, &options).map_err(|e| ApiError::refused(e.to_string()))?;
+    Ok(Execution { job_id: request.job_id, model_name, generation, seed, prompt_tokens: prompt.len() as u32 })
 }
 
 impl Execution {
@@ -139,10 +140,9 @@ impl Execution {
         let Some((stream, body)) = open(out, 200, &headers) else { return };
         let started = Instant::now();
         let mut sse = Sse { stream: &stream, last_write: started, tokens: 0 };
-        let model = self.model.info().name.clone();
         let event = Event::Started {
             job_id: self.job_id,
-            model,
+            model: self.model_name,
             started_at: rfc3339(SystemTime::now()),
             seed: self.seed,
             prompt_tokens: self.prompt_tokens,

@@ -103,8 +103,13 @@ pub(crate) fn check_matmul_shapes(
     k: usize,
     n: usize,
 ) {
-    assert!(x.len() >= rows * k && weight_len >= n * row_len && stride >= n);
-    assert!(rows == 0 || out.len() >= (rows - 1) * stride + n);
+    assert!(x.len() >= rows * k && weight_len >= n * row_len);
+    check_output_shapes(out, stride, bias, rows, n);
+}
+
+/// Output rows `stride ≥ n` apart for `rows` input rows, and bias `[n]`.
+fn check_output_shapes(out: &[f32], stride: usize, bias: Option<&[f32]>, rows: usize, n: usize) {
+    assert!(stride >= n && (rows == 0 || out.len() >= (rows - 1) * stride + n));
     assert!(bias.is_none_or(|b| b.len() >= n));
 }
 
@@ -171,10 +176,9 @@ pub(crate) fn check_q8_0_shapes(
 ) -> (usize, usize) {
     assert!(k.is_multiple_of(32), "Q8_0 rows are whole blocks");
     let (blocks, row_bytes) = (k / 32, k / 32 * 34);
-    assert!(x.values.len() >= rows * k && x.scales.len() >= rows * blocks && stride >= n);
+    assert!(x.values.len() >= rows * k && x.scales.len() >= rows * blocks);
     assert!(w.blocks.len() >= n * row_bytes && w.scales.len() >= n * blocks);
-    assert!(rows == 0 || out.len() >= (rows - 1) * stride + n);
-    assert!(bias.is_none_or(|b| b.len() >= n));
+    check_output_shapes(out, stride, bias, rows, n);
     (row_bytes, blocks)
 }
 
@@ -302,13 +306,18 @@ impl Matrix {
         self
     }
 
+    /// The stored bytes and their type, in the file or quantized at load (None once widened).
+    fn stored(&self) -> Option<(&[u8], TensorType)> {
+        match &self.storage {
+            Storage::InFile(file, range, kind) => Some((&file.bytes()[range.clone()], *kind)),
+            Storage::Quantized(blocks) => Some((blocks, TensorType::Q8_0)),
+            Storage::Owned(_) => None,
+        }
+    }
+
     /// The Q8_0 blocks, in the file or quantized at load.
     fn q8_0_blocks(&self) -> Option<&[u8]> {
-        match &self.storage {
-            Storage::InFile(file, range, TensorType::Q8_0) => Some(&file.bytes()[range.clone()]),
-            Storage::Quantized(blocks) => Some(blocks),
-            _ => None,
-        }
+        self.stored().filter(|&(_, kind)| kind == TensorType::Q8_0).map(|(bytes, _)| bytes)
     }
 
     /// Rejects NaN and infinity anywhere in the matrix (for Q8_0, in the block scales).
@@ -361,17 +370,15 @@ impl Matrix {
     /// Decodes rows `first..first + dst.len() / cols` into `dst`.
     pub fn decode_rows(&self, first: usize, dst: &mut [f32]) {
         let count = dst.len() / self.cols;
-        match &self.storage {
-            Storage::Owned(values) => dst.copy_from_slice(&values[first * self.cols..(first + count) * self.cols]),
-            Storage::InFile(file, range, kind) => {
-                let row_bytes = (range.end - range.start) / self.rows;
-                let start = range.start + first * row_bytes;
-                decode(*kind, &file.bytes()[start..start + count * row_bytes], dst);
+        match self.stored() {
+            Some((bytes, kind)) => {
+                let row_bytes = bytes.len() / self.rows;
+                decode(kind, &bytes[first * row_bytes..(first + count) * row_bytes], dst);
             }
-            Storage::Quantized(blocks) => {
-                let row_bytes = blocks.len() / self.rows;
-                decode(TensorType::Q8_0, &blocks[first * row_bytes..(first + count) * row_bytes], dst);
-            }
+            None => dst.copy_from_slice(
+                &self.f32_values().expect("storage without stored bytes holds f32")
+                    [first * self.cols..(first + count) * self.cols],
+            ),
         }
     }
 

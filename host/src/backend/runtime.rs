@@ -84,15 +84,11 @@ impl Runtime {
         let mut linker = self.wasi.clone();
         let ty = component.component_type();
         let is_http = |name: &str| name.starts_with("wasi:http/");
-        let resources = |instance: ComponentItem| -> Vec<(String, ResourceType)> {
-            match instance {
-                ComponentItem::ComponentInstance(i) => i
-                    .exports(&self.engine)
-                    .filter_map(|(name, e)| match e.ty {
-                        ComponentItem::Resource(r) => Some((name.to_string(), r)),
-                        _ => None,
-                    })
-                    .collect(),
+        let exports = |item: ComponentItem| -> Vec<(String, ComponentItem)> {
+            match item {
+                ComponentItem::ComponentInstance(instance) => {
+                    instance.exports(&self.engine).map(|(name, export)| (name.to_string(), export.ty)).collect()
+                }
                 _ => Vec::new(),
             }
         };
@@ -100,23 +96,26 @@ impl Runtime {
         let linked: Vec<ResourceType> = ty
             .imports(&self.engine)
             .filter(|(name, _)| !is_http(name))
-            .flat_map(|(_, e)| resources(e.ty))
-            .map(|(_, r)| r)
+            .flat_map(|(_, import)| exports(import.ty))
+            .filter_map(|(_, export)| match export {
+                ComponentItem::Resource(r) => Some(r),
+                _ => None,
+            })
             .collect();
         for (name, import) in ty.imports(&self.engine).filter(|(name, _)| is_http(name)) {
             let mut stub = linker.instance(name)?;
-            for (item, r) in resources(import.ty.clone()) {
-                if !linked.contains(&r) {
-                    stub.resource(&item, ResourceType::host::<NoHttp>(), |_, _| Ok(()))?;
-                }
-            }
-            let ComponentItem::ComponentInstance(instance) = import.ty else { continue };
-            for (item, export) in instance.exports(&self.engine) {
-                if let ComponentItem::ComponentFunc(_) = export.ty {
-                    let what = format!("{name}#{item}");
-                    stub.func_new(item, move |_, _, _, _| {
-                        wasmtime::bail!("{what}: this host gives the guest no HTTP")
-                    })?;
+            for (item, export) in exports(import.ty) {
+                match export {
+                    ComponentItem::Resource(r) if !linked.contains(&r) => {
+                        stub.resource(&item, ResourceType::host::<NoHttp>(), |_, _| Ok(()))?;
+                    }
+                    ComponentItem::ComponentFunc(_) => {
+                        let what = format!("{name}#{item}");
+                        stub.func_new(&item, move |_, _, _, _| {
+                            wasmtime::bail!("{what}: this host gives the guest no HTTP")
+                        })?;
+                    }
+                    _ => {}
                 }
             }
         }
