@@ -220,10 +220,9 @@ fn row_dots<const T: usize>(
 ) -> [v128; T] {
     assert!(w_row.len() >= 34 * blocks && w_scales.len() >= blocks);
     assert!(x.values.len() >= (t0 + T) * k && x.scales.len() >= (t0 + T) * blocks);
-    let mut acc = [f32x4_splat(0.0); T];
-    // SAFETY: block b < blocks lies inside the weight row and inside input rows t0..t0+T, and
-    // its scales inside both scale rows (asserted above).
-    let mut block = |b: usize| unsafe {
+    // SAFETY (for the loads): block b < blocks lies inside the weight row and inside input rows
+    // t0..t0+T, and its scales inside both scale rows (asserted above).
+    let block = |acc: &mut [v128; T], b: usize| unsafe {
         let w_block = w_row.as_ptr().add(34 * b + 2);
         let mut sums = [i32x4_splat(0); T];
         for c in 0..4 {
@@ -238,10 +237,40 @@ fn row_dots<const T: usize>(
             *acc = f32x4_add(*acc, f32x4_mul(f32x4_convert_i32x4(sum), scale));
         }
     };
-    // One block per loop turn: unrolled, LLVM loads every block of the turn up front, more
-    // values than there are registers, and cranelift spills them all (measured slower).
-    for b in 0..blocks {
-        block(b);
+    // Cranelift keeps loads in program order but computes pure values where they are first
+    // needed, so two blocks in one loop turn would load everything ahead of the arithmetic, more
+    // values than there are registers. A volatile copy of the accumulators after a block needs
+    // them computed there.
+    let settle = |acc: &[v128; T]| {
+        let mut copy = [f32x4_splat(0.0); T];
+        for (copy, acc) in copy.iter_mut().zip(acc) {
+            // SAFETY: a store to a local.
+            unsafe { core::ptr::write_volatile(copy, *acc) };
+        }
+    };
+    // Eight blocks per loop turn: the engine's epoch check on each loop back-edge has a call on
+    // its slow path that may clobber every vector register, so cranelift stores and reloads the
+    // accumulators around it, and that store-to-load latency sits on their dependency chain.
+    let four = |acc: &mut [v128; T], b: usize| {
+        block(acc, b);
+        settle(acc);
+        block(acc, b + 1);
+        settle(acc);
+        block(acc, b + 2);
+        settle(acc);
+        block(acc, b + 3);
+    };
+    let mut acc = [f32x4_splat(0.0); T];
+    let mut b = 0;
+    while b + 8 <= blocks {
+        four(&mut acc, b);
+        settle(&acc);
+        four(&mut acc, b + 4);
+        b += 8;
+    }
+    while b < blocks {
+        block(&mut acc, b);
+        b += 1;
     }
     acc
 }
@@ -389,10 +418,21 @@ mod tests {
 
     #[test]
     fn q8_0_matmul_gives_the_scalar_twins_bits_in_every_tile_shape() {
-        for (case, &(rows, k, n)) in
-            [(1, 32, 1), (1, 64, 4), (1, 96, 7), (2, 32, 2), (3, 64, 5), (4, 128, 9), (5, 32, 3), (8, 768, 6)]
-                .iter()
-                .enumerate()
+        // Block counts below, at and past the eight-block loop turn, with and without a rest.
+        for (case, &(rows, k, n)) in [
+            (1, 32, 1),
+            (1, 64, 4),
+            (1, 96, 7),
+            (2, 32, 2),
+            (3, 64, 5),
+            (4, 128, 9),
+            (5, 32, 3),
+            (8, 768, 6),
+            (1, 256, 3),
+            (3, 416, 5),
+        ]
+        .iter()
+        .enumerate()
         {
             let x = super::super::QuantizedRows::new(&values(rows * k, case as u64), rows, k);
             let blocks = q8_0_rows(n, k, 50 + case);
