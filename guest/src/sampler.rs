@@ -1,6 +1,7 @@
 //! Token sampling: repetition penalty, temperature, top-k, top-p, min-p, then one seeded draw.
 
 use crate::error::{Error, Result};
+use crate::tensor::largest;
 
 /// How the next token is drawn (mirrors the WIT `sampling`).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -113,7 +114,7 @@ impl Sampler {
         if p.top_p < 1.0 {
             order.sort_unstable_by(by_logit);
         }
-        let max = order.iter().fold(f32::NEG_INFINITY, |m, &(_, l)| m.max(l)) as f64;
+        let max = largest(order.iter().map(|&(_, l)| l), f32::NEG_INFINITY) as f64;
         let temperature = p.temperature as f64;
         let weights = &mut self.weights;
         weights.clear();

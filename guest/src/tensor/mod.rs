@@ -148,10 +148,15 @@ pub struct Q8Rows<'a> {
 
 /// One block of 32 values as Q8_0: the scale `d = max|x| / 127` and `round(x / d)`.
 fn quantize_block(block: &[f32]) -> (f32, [i8; 32]) {
-    let max = block.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    let d = max / 127.0;
+    let d = largest(block.iter().map(|v| v.abs()), 0.0) / 127.0;
     let inverse = if d == 0.0 { 0.0 } else { 1.0 / d };
     (d, core::array::from_fn(|i| round_half_away(block[i] * inverse) as i8))
+}
+
+/// The largest of `values` and `start`, NaN aside. A comparison, where `f32::max` is a library
+/// call in WebAssembly.
+pub fn largest(values: impl IntoIterator<Item = f32>, start: f32) -> f32 {
+    values.into_iter().fold(start, |m, v| if v > m { v } else { m })
 }
 
 /// `v.round()` (halves away from zero), from `trunc`, which WebAssembly has as an instruction
@@ -527,8 +532,7 @@ mod tests {
         let x: Vec<f32> = (0..64).map(|i| ((i * 37 % 64) as f32 - 30.0) / 7.0).collect();
         let q = QuantizedRows::new(&x, 2, 32);
         for (block, (values, &d)) in x.chunks(32).zip(q.values.chunks(32).zip(&q.scales)) {
-            let max = block.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-            assert_eq!(d, max / 127.0);
+            assert_eq!(d, block.iter().fold(0.0f32, |m, v| m.max(v.abs())) / 127.0);
             assert!(values.iter().any(|&v| v.abs() == 127));
             for (v, &q) in block.iter().zip(values) {
                 assert!((v - d * q as f32).abs() <= d / 2.0 * 1.0001, "{v} as {q} × {d}");

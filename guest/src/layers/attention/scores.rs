@@ -1,7 +1,7 @@
 //! Scaled, causally masked attention scores and their softmax.
 
 use crate::layers::{Trace, record};
-use crate::tensor::kernels;
+use crate::tensor::{kernels, largest};
 
 /// qkv: `[T, 3C]` (queries in the first C columns), keys: `[S, C]` with S = start + T →
 /// probabilities `[H, T, S]`. Query t sits at position start + t and sees keys 0..=start+t;
@@ -35,7 +35,7 @@ pub fn causal_softmax(
 
 /// Softmax of one row; −∞ entries become 0.
 pub fn softmax_in_place(row: &mut [f32]) {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let max = largest(row.iter().copied(), f32::NEG_INFINITY);
     let mut sum = 0.0f32;
     for v in row.iter_mut() {
         *v = (*v - max).exp();
