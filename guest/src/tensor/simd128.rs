@@ -207,6 +207,10 @@ pub fn matmul_q8_0(
     }
 }
 
+/// Pointers to one block of a Q8_0 weight row and its scale, and of `T` quantized input rows
+/// and their scales.
+type Starts<const T: usize> = (*const u8, *const f32, [*const i8; T], [*const f32; T]);
+
 /// The float accumulators of input rows `t0..t0+T` against one Q8_0 weight row. In each
 /// block, int32 lane `l` sums the products of values `8c + 2l` and `8c + 2l + 1` for c in 0..4.
 #[inline(always)]
@@ -220,20 +224,36 @@ fn row_dots<const T: usize>(
 ) -> [v128; T] {
     assert!(w_row.len() >= 34 * blocks && w_scales.len() >= blocks);
     assert!(x.values.len() >= (t0 + T) * k && x.scales.len() >= (t0 + T) * blocks);
-    // SAFETY (for the loads): block b < blocks lies inside the weight row and inside input rows
-    // t0..t0+T, and its scales inside both scale rows (asserted above).
-    let block = |acc: &mut [v128; T], b: usize| unsafe {
-        let w_block = w_row.as_ptr().add(34 * b + 2);
+    // Where block b starts in the weight row and its scales, and in each input row and its
+    // scales, as pointers LLVM cannot see through: the blocks of a loop turn are then constant
+    // offsets from them, which become the offsets of the wasm loads instead of an address
+    // addition per load.
+    let starts = |b: usize| {
+        // SAFETY: b < blocks, so each start lies inside its row (asserted above).
+        core::hint::black_box(unsafe {
+            (
+                w_row.as_ptr().add(34 * b),
+                w_scales.as_ptr().add(b),
+                core::array::from_fn::<_, T, _>(|a| x.values.as_ptr().add((t0 + a) * k + 32 * b)),
+                core::array::from_fn::<_, T, _>(|a| x.scales.as_ptr().add((t0 + a) * blocks + b)),
+            )
+        })
+    };
+    // Block u from `starts`.
+    // SAFETY (for the loads): the caller keeps b + u < blocks, so the block lies inside the
+    // weight row and inside input rows t0..t0+T, and its scales inside both scale rows (asserted
+    // above).
+    let block = |acc: &mut [v128; T], (w_block, w_scale, x_blocks, x_scales): Starts<T>, u: usize| unsafe {
         let mut sums = [i32x4_splat(0); T];
         for c in 0..4 {
-            let wv = i16x8_load_extend_i8x8(w_block.add(8 * c).cast());
-            for (a, sum) in sums.iter_mut().enumerate() {
-                let xv = i16x8_load_extend_i8x8(x.values.as_ptr().add((t0 + a) * k + 32 * b + 8 * c).cast());
+            let wv = i16x8_load_extend_i8x8(w_block.add(34 * u + 2 + 8 * c).cast());
+            for (sum, x_block) in sums.iter_mut().zip(x_blocks) {
+                let xv = i16x8_load_extend_i8x8(x_block.add(32 * u + 8 * c).cast());
                 *sum = i32x4_add(*sum, i32x4_dot_i16x8(wv, xv));
             }
         }
-        for (a, (acc, sum)) in acc.iter_mut().zip(sums).enumerate() {
-            let scale = f32x4_splat(*w_scales.get_unchecked(b) * *x.scales.get_unchecked((t0 + a) * blocks + b));
+        for ((acc, sum), x_scale) in acc.iter_mut().zip(sums).zip(x_scales) {
+            let scale = f32x4_splat(*w_scale.add(u) * *x_scale.add(u));
             *acc = f32x4_add(*acc, f32x4_mul(f32x4_convert_i32x4(sum), scale));
         }
     };
@@ -251,25 +271,26 @@ fn row_dots<const T: usize>(
     // Eight blocks per loop turn: the engine's epoch check on each loop back-edge has a call on
     // its slow path that may clobber every vector register, so cranelift stores and reloads the
     // accumulators around it, and that store-to-load latency sits on their dependency chain.
-    let four = |acc: &mut [v128; T], b: usize| {
-        block(acc, b);
+    let four = |acc: &mut [v128; T], at, u: usize| {
+        block(acc, at, u);
         settle(acc);
-        block(acc, b + 1);
+        block(acc, at, u + 1);
         settle(acc);
-        block(acc, b + 2);
+        block(acc, at, u + 2);
         settle(acc);
-        block(acc, b + 3);
+        block(acc, at, u + 3);
     };
     let mut acc = [f32x4_splat(0.0); T];
     let mut b = 0;
     while b + 8 <= blocks {
-        four(&mut acc, b);
+        let at = starts(b);
+        four(&mut acc, at, 0);
         settle(&acc);
-        four(&mut acc, b + 4);
+        four(&mut acc, at, 4);
         b += 8;
     }
     while b < blocks {
-        block(&mut acc, b);
+        block(&mut acc, starts(b), 0);
         b += 1;
     }
     acc
