@@ -166,10 +166,10 @@ impl Sampler {
 
 /// Index of the largest value; the first one among equals.
 pub fn argmax(values: &[f32]) -> u32 {
-    let mut best = 0;
+    let (mut best, mut best_value) = (0, values.first().copied().unwrap_or(0.0));
     for (i, &v) in values.iter().enumerate() {
-        if v > values[best] {
-            best = i;
+        if v > best_value {
+            (best, best_value) = (i, v);
         }
     }
     best as u32
