@@ -239,11 +239,12 @@ fn row_dots<const T: usize>(
             )
         })
     };
-    // Block u from `starts`.
+    // Block u from `starts`; lane u % 4 of `scales` holds its weight scale × input scale for each
+    // input row.
     // SAFETY (for the loads): the caller keeps b + u < blocks, so the block lies inside the
     // weight row and inside input rows t0..t0+T, and its scales inside both scale rows (asserted
     // above).
-    let block = |acc: &mut [v128; T], (w_block, w_scale, x_blocks, x_scales): Starts<T>, u: usize| unsafe {
+    let block = |acc: &mut [v128; T], (w_block, _, x_blocks, _): Starts<T>, u: usize, scales: [v128; T]| unsafe {
         let mut sums = [i32x4_splat(0); T];
         for c in 0..4 {
             let wv = i16x8_load_extend_i8x8(w_block.add(34 * u + 2 + 8 * c).cast());
@@ -252,9 +253,8 @@ fn row_dots<const T: usize>(
                 *sum = i32x4_add(*sum, i32x4_dot_i16x8(wv, xv));
             }
         }
-        for ((acc, sum), x_scale) in acc.iter_mut().zip(sums).zip(x_scales) {
-            let scale = f32x4_splat(*w_scale.add(u) * *x_scale.add(u));
-            *acc = f32x4_add(*acc, f32x4_mul(f32x4_convert_i32x4(sum), scale));
+        for ((acc, sum), scales) in acc.iter_mut().zip(sums).zip(scales) {
+            *acc = f32x4_add(*acc, f32x4_mul(f32x4_convert_i32x4(sum), broadcast(scales, u % 4)));
         }
     };
     // Cranelift keeps loads in program order but computes pure values where they are first
@@ -271,14 +271,18 @@ fn row_dots<const T: usize>(
     // Eight blocks per loop turn: the engine's epoch check on each loop back-edge has a call on
     // its slow path that may clobber every vector register, so cranelift stores and reloads the
     // accumulators around it, and that store-to-load latency sits on their dependency chain.
-    let four = |acc: &mut [v128; T], at, u: usize| {
-        block(acc, at, u);
+    let four = |acc: &mut [v128; T], at: Starts<T>, u: usize| {
+        let (_, w_scale, _, x_scales) = at;
+        // SAFETY: blocks b + u..b + u + 4 exist, and so do their scales.
+        let w_scales = unsafe { v128_load(w_scale.add(u).cast()) };
+        let scales = x_scales.map(|x_scale| f32x4_mul(w_scales, unsafe { v128_load(x_scale.add(u).cast()) }));
+        block(acc, at, u, scales);
         settle(acc);
-        block(acc, at, u + 1);
+        block(acc, at, u + 1, scales);
         settle(acc);
-        block(acc, at, u + 2);
+        block(acc, at, u + 2, scales);
         settle(acc);
-        block(acc, at, u + 3);
+        block(acc, at, u + 3, scales);
     };
     let mut acc = [f32x4_splat(0.0); T];
     let mut b = 0;
@@ -290,10 +294,24 @@ fn row_dots<const T: usize>(
         b += 8;
     }
     while b < blocks {
-        block(&mut acc, starts(b), 0);
+        let at @ (_, w_scale, _, x_scales) = starts(b);
+        // SAFETY: block b exists, and so do its scales.
+        let scales = x_scales.map(|x_scale| unsafe { f32x4_splat(*w_scale * *x_scale) });
+        block(&mut acc, at, 0, scales);
         b += 1;
     }
     acc
+}
+
+/// Lane `lane` of `v` in all four lanes.
+#[inline(always)]
+fn broadcast(v: v128, lane: usize) -> v128 {
+    match lane {
+        0 => i32x4_shuffle::<0, 0, 0, 0>(v, v),
+        1 => i32x4_shuffle::<1, 1, 1, 1>(v, v),
+        2 => i32x4_shuffle::<2, 2, 2, 2>(v, v),
+        _ => i32x4_shuffle::<3, 3, 3, 3>(v, v),
+    }
 }
 
 /// `(v0 + v1) + (v2 + v3)`.
