@@ -129,11 +129,7 @@ impl QuantizedRows {
         assert!(k.is_multiple_of(32) && x.len() >= rows * k, "whole blocks of 32 inputs");
         let mut values = vec![0i8; rows * k];
         let mut scales = vec![0.0f32; rows * k / 32];
-        for ((block, q), scale) in x[..rows * k].chunks_exact(32).zip(values.chunks_exact_mut(32)).zip(&mut scales) {
-            let (d, values) = quantize_block(block);
-            q.copy_from_slice(&values);
-            *scale = d;
-        }
+        kernels::quantize_q8_0(&mut values, &mut scales, &x[..rows * k]);
         QuantizedRows { values, scales }
     }
 }
@@ -146,24 +142,10 @@ pub struct Q8Rows<'a> {
     pub scales: &'a [f32],
 }
 
-/// One block of 32 values as Q8_0: the scale `d = max|x| / 127` and `round(x / d)`.
-fn quantize_block(block: &[f32]) -> (f32, [i8; 32]) {
-    let d = largest(block.iter().map(|v| v.abs()), 0.0) / 127.0;
-    let inverse = if d == 0.0 { 0.0 } else { 1.0 / d };
-    (d, core::array::from_fn(|i| round_half_away(block[i] * inverse) as i8))
-}
-
 /// The largest of `values` and `start`, NaN aside. A comparison, where `f32::max` is a library
 /// call in WebAssembly.
 pub fn largest(values: impl IntoIterator<Item = f32>, start: f32) -> f32 {
     values.into_iter().fold(start, |m, v| if v > m { v } else { m })
-}
-
-/// `v.round()` (halves away from zero), from `trunc`, which WebAssembly has as an instruction
-/// where `round` is a library call. `v - trunc(v)` is exact, so the result is too.
-fn round_half_away(v: f32) -> f32 {
-    let whole = v.trunc();
-    if (v - whole).abs() >= 0.5 { whole + v.signum() } else { whole }
 }
 
 /// The shapes the Q8_0 product requires (see `check_matmul_shapes`), with k in whole blocks;
@@ -273,13 +255,14 @@ impl Matrix {
             let mut blocks = Vec::new();
             blocks.try_reserve_exact(rows * cols / 32 * 34).map_err(|_| no_memory())?;
             let (mut row, row_bytes) = (vec![0.0; cols], bytes.len() / rows);
+            let (mut values, mut scales) = (vec![0i8; cols], vec![0.0f32; cols / 32]);
             for (r, stored) in bytes.chunks_exact(row_bytes).enumerate() {
                 decode(info.kind, stored, &mut row);
                 if let Some(i) = row.iter().position(|v| !v.is_finite()) {
                     return Err(non_finite(name, r * cols + i, row[i]));
                 }
-                for block in row.chunks_exact(32) {
-                    let (scale, q) = quantize_block(block);
+                kernels::quantize_q8_0(&mut values, &mut scales, &row);
+                for (q, &scale) in values.chunks_exact(32).zip(&scales) {
                     blocks.extend_from_slice(&f32_to_f16(scale).to_le_bytes());
                     blocks.extend(q.iter().map(|&v| v as u8));
                 }
@@ -494,12 +477,12 @@ mod tests {
         let mut v = -130.0f32;
         while v <= 130.0 {
             for x in [v, v.next_up(), v.next_down()] {
-                assert_eq!(round_half_away(x).to_bits(), x.round().to_bits(), "{x}");
+                assert_eq!(scalar::round_half_away(x).to_bits(), x.round().to_bits(), "{x}");
             }
             v += 0.25;
         }
         for x in [0.49999997f32, -0.49999997, 1e-30, -0.0, 8388607.5, 126.5] {
-            assert_eq!(round_half_away(x).to_bits(), x.round().to_bits(), "{x}");
+            assert_eq!(scalar::round_half_away(x).to_bits(), x.round().to_bits(), "{x}");
         }
     }
 

@@ -1,6 +1,6 @@
 //! Plain-Rust kernels: the portable build's kernels and the reference for the SIMD twin.
 
-use super::{Q8Rows, QuantizedRows, f16_to_f32};
+use super::{Q8Rows, QuantizedRows, f16_to_f32, largest};
 
 /// `out[t·stride + j] = x[t, :] · w[j, :] + bias[j]` for x `[rows, k]` and w `[n, k]`: every
 /// output is the dot product of one input row with one weight row (weights are stored
@@ -24,6 +24,27 @@ pub fn matmul(
             out[t * stride + j] = dot(x_row, &w[j * k..(j + 1) * k]) + b;
         }
     }
+}
+
+/// x in blocks of 32 as Q8_0, the way llama.cpp quantizes: per block the scale
+/// `d = max|x| / 127` into `scales` and `round(x / d)` (halves away from zero) into `values`.
+pub fn quantize_q8_0(values: &mut [i8], scales: &mut [f32], x: &[f32]) {
+    assert!(x.len().is_multiple_of(32) && values.len() >= x.len() && scales.len() >= x.len() / 32);
+    for ((block, q), scale) in x.chunks_exact(32).zip(values.chunks_exact_mut(32)).zip(scales) {
+        let d = largest(block.iter().map(|v| v.abs()), 0.0) / 127.0;
+        let inverse = if d == 0.0 { 0.0 } else { 1.0 / d };
+        for (q, &v) in q.iter_mut().zip(block) {
+            *q = round_half_away(v * inverse) as i8;
+        }
+        *scale = d;
+    }
+}
+
+/// `v.round()` (halves away from zero), from `trunc`, which WebAssembly has as an instruction
+/// where `round` is a library call. `v - trunc(v)` is exact, so the result is too.
+pub fn round_half_away(v: f32) -> f32 {
+    let whole = v.trunc();
+    if (v - whole).abs() >= 0.5 { whole + v.signum() } else { whole }
 }
 
 /// Little-endian F16 values to f32.

@@ -303,6 +303,40 @@ fn row_dots<const T: usize>(
     acc
 }
 
+/// x in blocks of 32 as Q8_0 (the twin of `scalar::quantize_q8_0`, with the same bits): the
+/// largest magnitude by lane-wise `pmax`, then `round(x / d)` from `f32x4.trunc` and a
+/// comparison of what it dropped with one half, exactly as the scalar `round_half_away`.
+pub fn quantize_q8_0(values: &mut [i8], scales: &mut [f32], x: &[f32]) {
+    assert!(x.len().is_multiple_of(32) && values.len() >= x.len() && scales.len() >= x.len() / 32);
+    for ((block, q), scale) in x.chunks_exact(32).zip(values.chunks_exact_mut(32)).zip(scales) {
+        // SAFETY: a block has 32 floats.
+        let v: [v128; 8] = core::array::from_fn(|i| unsafe { v128_load(block.as_ptr().add(4 * i).cast()) });
+        // `pmax(m, a)` keeps m when a is NaN, as the scalar comparison does.
+        let max = v.iter().fold(f32x4_splat(0.0), |m, &a| f32x4_pmax(m, f32x4_abs(a)));
+        let lanes = [
+            f32x4_extract_lane::<0>(max),
+            f32x4_extract_lane::<1>(max),
+            f32x4_extract_lane::<2>(max),
+            f32x4_extract_lane::<3>(max),
+        ];
+        let d = super::largest(lanes, 0.0) / 127.0;
+        let inverse = f32x4_splat(if d == 0.0 { 0.0 } else { 1.0 / d });
+        let ints: [v128; 8] = v.map(|v| {
+            let p = f32x4_mul(v, inverse);
+            let whole = f32x4_trunc(p);
+            let away = f32x4_ge(f32x4_abs(f32x4_sub(p, whole)), f32x4_splat(0.5));
+            let one = v128_or(f32x4_splat(1.0), v128_and(p, f32x4_splat(-0.0)));
+            i32x4_trunc_sat_f32x4(f32x4_add(whole, v128_and(away, one)))
+        });
+        for half in 0..2 {
+            let shorts = [0, 1].map(|i| i16x8_narrow_i32x4(ints[4 * half + 2 * i], ints[4 * half + 2 * i + 1]));
+            // SAFETY: q has 32 values; 16 · half + 16 <= 32.
+            unsafe { v128_store(q.as_mut_ptr().add(16 * half).cast(), i8x16_narrow_i16x8(shorts[0], shorts[1])) };
+        }
+        *scale = d;
+    }
+}
+
 /// Lane `lane` of `v` in all four lanes.
 #[inline(always)]
 fn broadcast(v: v128, lane: usize) -> v128 {
@@ -489,6 +523,28 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn q8_0_quantizer_gives_the_scalar_twins_bits() {
+        // Varied magnitudes, values that land on halves after scaling, zeros, a zero block,
+        // negative zeros and a NaN.
+        let mut x = values(32 * 40, 9);
+        for (i, v) in x.iter_mut().enumerate() {
+            *v *= [1e-3, 1.0, 30.0, 1e4][i / 32 % 4];
+        }
+        // A scale of exactly 1, so the rest fall on halves.
+        for (i, v) in x[32 * 4..32 * 5].iter_mut().enumerate() {
+            *v = if i == 0 { 127.0 } else { i as f32 - 15.5 };
+        }
+        x[32 * 5..32 * 6].fill(0.0);
+        x[32 * 6..32 * 7].fill(-0.0);
+        x[32 * 7 + 3] = f32::NAN;
+        let (mut simd, mut reference) = ((vec![0i8; x.len()], vec![0.0; 40]), (vec![0i8; x.len()], vec![0.0; 40]));
+        super::quantize_q8_0(&mut simd.0, &mut simd.1, &x);
+        scalar::quantize_q8_0(&mut reference.0, &mut reference.1, &x);
+        assert_eq!(simd.0, reference.0);
+        assert!(simd.1.iter().zip(&reference.1).all(|(a, b)| a.to_bits() == b.to_bits()), "{simd:?} vs {reference:?}");
     }
 
     #[test]
