@@ -190,6 +190,12 @@ pub fn matmul_q8_0(
     for j in 0..n {
         let (w_row, w_scales) =
             (&w.blocks[j * row_bytes..(j + 1) * row_bytes], &w.scales[j * blocks..(j + 1) * blocks]);
+        if rows == 1 {
+            // Decode, without entering the loops below: each loop entry is an epoch check.
+            let [acc] = row_dots::<1>(w_row, w_scales, x, 0, k, blocks);
+            out[j] = horizontal_sum(acc) + bias.map_or(0.0, |b| b[j]);
+            continue;
+        }
         let mut t = 0;
         // Two input rows at a time share the weight row's loads.
         while t + 2 <= rows {
