@@ -113,6 +113,25 @@ fn check_output_shapes(out: &[f32], stride: usize, bias: Option<&[f32]>, rows: u
     assert!(bias.is_none_or(|b| b.len() >= n));
 }
 
+/// The GELU's exponent is `y = x·(GELU_A + GELU_B·x²)`: `x / (1 + e^y)` equals
+/// `0.5·x·(1 + tanh(u))` with `u = √(2/π)·(x + 0.044715·x³)` and `y = −2u`.
+pub const GELU_A: f32 = -2.0 * 0.797_884_6;
+/// See `GELU_A`.
+pub const GELU_B: f32 = -2.0 * 0.797_884_6 * 0.044_715;
+
+/// ln 2 in two parts for `exp`'s reduction: `LN2_HI` (0.693359375) has few enough bits that
+/// `n·LN2_HI` is exact.
+pub const LN2_HI: f32 = 355.0 / 512.0;
+/// See `LN2_HI`: `ln 2 − LN2_HI`.
+pub const LN2_LO: f32 = -2.121_944_4e-4;
+/// `q(r)` of `exp`, highest power first, with `e^r ≈ 1 + r + r²·q(r)` on `|r| ≤ ln 2 / 2`
+/// (the Cephes `expf` polynomial).
+pub const EXP_POLY: [f32; 6] = [1.987_569_2e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 0.166_666_65, 0.5];
+/// `ln` of the smallest normal float: below it `exp` gives 0.
+pub const EXP_MIN: f32 = -87.336_55;
+/// Where `exp` stops growing, so that `2^n` stays a finite float.
+pub const EXP_MAX: f32 = 88.0;
+
 /// Input rows quantized for the Q8_0 product the way llama.cpp quantizes activations: per
 /// block of 32 values, the scale `d = max|x| / 127` and the int8 values `round(x / d)`, so each
 /// value is off by at most `d / 2`.

@@ -64,6 +64,31 @@ pub fn decode_q8_0(dst: &mut [f32], src: &[u8]) {
     }
 }
 
+/// GPT-2's GELU in place, `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`, as the equal
+/// `x / (1 + e^y)` with `y = x·(A + B·x²)` (see `GELU_A`, `GELU_B`), so the only function
+/// evaluated is `exp`.
+pub fn gelu_tanh(values: &mut [f32]) {
+    for v in values {
+        let x = *v;
+        *v = x / (1.0 + exp(x * (super::GELU_A + super::GELU_B * (x * x))));
+    }
+}
+
+/// `e^y` to about one ulp: `2^n · p(r)` with `n = round(y / ln 2)`, `r = y − n·ln 2` (ln 2 in two
+/// parts, so `r` is exact) and `p(r) = 1 + r + r²·q(r)`, `q` from `super::EXP_POLY`. Below
+/// `super::EXP_MIN` (where `e^y` is no longer a normal float) the result is 0; above
+/// `super::EXP_MAX` it is `e^EXP_MAX`.
+pub fn exp(y: f32) -> f32 {
+    use super::{EXP_MAX, EXP_MIN, EXP_POLY, LN2_HI, LN2_LO};
+    let y = if EXP_MAX < y { EXP_MAX } else { y };
+    let n = (y * core::f32::consts::LOG2_E).round_ties_even();
+    let r = (y - n * LN2_HI) - n * LN2_LO;
+    let p = EXP_POLY[1..].iter().fold(EXP_POLY[0], |p, &c| p * r + c);
+    let e = ((p * (r * r)) + r) + 1.0;
+    let two_n = f32::from_bits(((n as i32 + 127) << 23) as u32);
+    if y < EXP_MIN { 0.0 } else { e * two_n }
+}
+
 /// `Σ a[i]·b[i]` over the shorter of the two.
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
@@ -112,6 +137,36 @@ pub fn matmul_q8_0(
                 }
             }
             out[t * stride + j] = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + bias.map_or(0.0, |b| b[j]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn exp_is_within_two_ulps_and_flushes_below_the_normals() {
+        let mut y = -87.3f32;
+        while y < 88.0 {
+            let (got, want) = (super::exp(y) as f64, (y as f64).exp());
+            assert!(((got - want) / want).abs() < 2.0 * f32::EPSILON as f64, "exp({y}) = {got}, expected {want}");
+            y += 0.0137;
+        }
+        assert_eq!(super::exp(-87.4), 0.0);
+        assert_eq!(super::exp(f32::NEG_INFINITY), 0.0);
+        assert_eq!(super::exp(0.0), 1.0);
+    }
+
+    #[test]
+    fn gelu_is_the_tanh_form() {
+        // 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) in f64.
+        let reference =
+            |x: f64| 0.5 * x * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x.powi(3))).tanh());
+        let xs: Vec<f32> = (-1200..=1200).map(|i| i as f32 / 100.0).chain([-1e6, 1e6]).collect();
+        let mut got = xs.clone();
+        super::gelu_tanh(&mut got);
+        for (&x, &got) in xs.iter().zip(&got) {
+            let want = reference(x as f64);
+            assert!((got as f64 - want).abs() <= 1e-6 * want.abs().max(1.0), "gelu({x}) = {got}, expected {want}");
         }
     }
 }

@@ -345,6 +345,40 @@ pub fn quantize_q8_0(values: &mut [i8], scales: &mut [f32], x: &[f32]) {
     }
 }
 
+/// GPT-2's GELU in place (the twin of `scalar::gelu_tanh`, with the same bits): `x / (1 + e^y)`,
+/// four values at a time; a last partial group goes through a padded copy.
+pub fn gelu_tanh(values: &mut [f32]) {
+    let (a, b, one) = (f32x4_splat(super::GELU_A), f32x4_splat(super::GELU_B), f32x4_splat(1.0));
+    let gelu = |x: v128| f32x4_div(x, f32x4_add(one, exp(f32x4_mul(x, f32x4_add(a, f32x4_mul(b, f32x4_mul(x, x)))))));
+    let mut groups = values.chunks_exact_mut(4);
+    for group in &mut groups {
+        // SAFETY: a group has four floats.
+        unsafe { v128_store(group.as_mut_ptr().cast(), gelu(v128_load(group.as_ptr().cast()))) };
+    }
+    let rest = groups.into_remainder();
+    if !rest.is_empty() {
+        let mut padded = [0.0f32; 4];
+        padded[..rest.len()].copy_from_slice(rest);
+        // SAFETY: `padded` has four floats.
+        unsafe { v128_store(padded.as_mut_ptr().cast(), gelu(v128_load(padded.as_ptr().cast()))) };
+        rest.copy_from_slice(&padded[..rest.len()]);
+    }
+}
+
+/// `e^y` in each lane, the twin of `scalar::exp` step for step.
+#[inline(always)]
+fn exp(y: v128) -> v128 {
+    use super::{EXP_MAX, EXP_MIN, EXP_POLY, LN2_HI, LN2_LO};
+    // `pmin(y, max)` is `max < y ? max : y`, the scalar comparison.
+    let y = f32x4_pmin(y, f32x4_splat(EXP_MAX));
+    let n = f32x4_nearest(f32x4_mul(y, f32x4_splat(core::f32::consts::LOG2_E)));
+    let r = f32x4_sub(f32x4_sub(y, f32x4_mul(n, f32x4_splat(LN2_HI))), f32x4_mul(n, f32x4_splat(LN2_LO)));
+    let p = EXP_POLY[1..].iter().fold(f32x4_splat(EXP_POLY[0]), |p, &c| f32x4_add(f32x4_mul(p, r), f32x4_splat(c)));
+    let e = f32x4_add(f32x4_add(f32x4_mul(p, f32x4_mul(r, r)), r), f32x4_splat(1.0));
+    let two_n = i32x4_shl(i32x4_add(i32x4_trunc_sat_f32x4(n), i32x4_splat(127)), 23);
+    v128_andnot(f32x4_mul(e, two_n), f32x4_lt(y, f32x4_splat(EXP_MIN)))
+}
+
 /// Lane `lane` of `v` in all four lanes.
 #[inline(always)]
 fn broadcast(v: v128, lane: usize) -> v128 {
@@ -553,6 +587,21 @@ mod tests {
         scalar::quantize_q8_0(&mut reference.0, &mut reference.1, &x);
         assert_eq!(simd.0, reference.0);
         assert!(simd.1.iter().zip(&reference.1).all(|(a, b)| a.to_bits() == b.to_bits()), "{simd:?} vs {reference:?}");
+    }
+
+    #[test]
+    fn gelu_gives_the_scalar_twins_bits() {
+        // Magnitudes from the flat tails to the curve's middle, exact zeros, values whose
+        // exponent leaves exp's range on either side, and lengths with a partial last group.
+        let mut x: Vec<f32> =
+            values(203, 4).iter().enumerate().map(|(i, v)| v * [0.1, 1.0, 4.0, 12.0][i % 4]).collect();
+        x.extend([0.0, -0.0, 40.0, -40.0, 1e6, -1e6, 3.0e12, -3.0e12]);
+        for len in [x.len(), x.len() - 1, x.len() - 3, 2] {
+            let (mut simd, mut reference) = (x[..len].to_vec(), x[..len].to_vec());
+            super::gelu_tanh(&mut simd);
+            scalar::gelu_tanh(&mut reference);
+            assert!(simd.iter().zip(&reference).all(|(a, b)| a.to_bits() == b.to_bits()), "{simd:?} vs {reference:?}");
+        }
     }
 
     #[test]
