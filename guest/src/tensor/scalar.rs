@@ -94,10 +94,15 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
-/// `y[i] += alpha·x[i]`.
-pub fn axpy(y: &mut [f32], alpha: f32, x: &[f32]) {
-    for (yi, xi) in y.iter_mut().zip(x) {
-        *yi += alpha * xi;
+/// `out[e] = Σ_j weights[j]·rows[j·stride + e]` for e < out.len(), each sum taken in the order of
+/// j from zero.
+pub fn weighted_sum(out: &mut [f32], weights: &[f32], rows: &[f32], stride: usize) {
+    let len = out.len();
+    out.fill(0.0);
+    for (j, &weight) in weights.iter().enumerate() {
+        for (out, &value) in out.iter_mut().zip(&rows[j * stride..][..len]) {
+            *out += weight * value;
+        }
     }
 }
 

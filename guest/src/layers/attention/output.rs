@@ -5,18 +5,16 @@ use crate::layers::linear::Linear;
 use crate::tensor::{WeightFile, kernels};
 
 /// probs: `[H, T, S]`, values: `[S, C]` → context `[T, C]`, heads side by side:
-/// `context[t, h·D + e] = Σ_j probs[h, t, j] · values[j, h·D + e]`.
+/// `context[t, h·D + e] = Σ_j probs[h, t, j] · values[j, h·D + e]`, where query t (at position
+/// S − T + t) sums over the keys it sees, j ≤ S − T + t.
 pub fn weighted_values(probs: &[f32], values: &[f32], t: usize, s: usize, c: usize, n_head: usize) -> Vec<f32> {
     let d = c / n_head;
     let mut context = vec![0.0; t * c];
     for h in 0..n_head {
         for i in 0..t {
+            let seen = s - t + i + 1;
             let out = &mut context[i * c + h * d..][..d];
-            for (j, &p) in probs[(h * t + i) * s..][..s].iter().enumerate() {
-                if p != 0.0 {
-                    kernels::axpy(out, p, &values[j * c + h * d..][..d]);
-                }
-            }
+            kernels::weighted_sum(out, &probs[(h * t + i) * s..][..seen], &values[h * d..], c);
         }
     }
     context

@@ -29,7 +29,12 @@ pub fn causal_softmax(
         }
     }
     record(trace, "scores_masked", &[n_head, t, s], &scores);
-    scores.chunks_exact_mut(s).for_each(softmax_in_place);
+    // Only the keys a query sees take part; the masked rest become probability 0.
+    for (row, i) in scores.chunks_exact_mut(s).zip((0..t).cycle()) {
+        let (seen, masked) = row.split_at_mut(start + i + 1);
+        softmax_in_place(seen);
+        masked.fill(0.0);
+    }
     scores
 }
 
