@@ -74,7 +74,7 @@ pub fn gelu_tanh(values: &mut [f32]) {
     }
 }
 
-/// `e^y` to about one ulp: `2^n · p(r)` with `n = round(y / ln 2)`, `r = y − n·ln 2` (ln 2 in two
+/// `e^y` within two ulps: `2^n · p(r)` with `n = round(y / ln 2)`, `r = y − n·ln 2` (ln 2 in two
 /// parts, so `r` is exact) and `p(r) = 1 + r + r²·q(r)`, `q` from `super::EXP_POLY`. Below
 /// `super::EXP_MIN` (where `e^y` is no longer a normal float) the result is 0; above
 /// `super::EXP_MAX` it is `e^EXP_MAX`.

@@ -420,8 +420,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// same bits): 32 outputs at a time stay in registers while the rows stream past, then 4, then
 /// one.
 pub fn weighted_sum(out: &mut [f32], weights: &[f32], rows: &[f32], stride: usize) {
-    let (len, count) = (out.len(), weights.len());
-    assert!(count == 0 || rows.len() >= (count - 1) * stride + len);
+    let len = out.len();
     let mut e = 0;
     while e + 32 <= len {
         store_sums::<8>(&mut out[e..e + 32], weights, &rows[e..], stride);
@@ -436,14 +435,15 @@ pub fn weighted_sum(out: &mut [f32], weights: &[f32], rows: &[f32], stride: usiz
     }
 }
 
-/// `weighted_sum` for `4·V` outputs; rows has `(weights.len() - 1)·stride + 4·V` values.
+/// `weighted_sum` for the first `4·V` outputs.
 #[inline(always)]
 fn store_sums<const V: usize>(out: &mut [f32], weights: &[f32], rows: &[f32], stride: usize) {
+    assert!(out.len() >= 4 * V && (weights.is_empty() || rows.len() >= (weights.len() - 1) * stride + 4 * V));
     let mut acc = [f32x4_splat(0.0); V];
     let add = |acc: &mut [v128; V], j: usize| {
         let weight = f32x4_splat(weights[j]);
         for (v, acc) in acc.iter_mut().enumerate() {
-            // SAFETY: j < weights.len(), so row j's 4·V values lie inside rows.
+            // SAFETY: j < weights.len(), so row j's 4·V values lie inside rows (asserted above).
             let value = unsafe { v128_load(rows.as_ptr().add(j * stride + 4 * v).cast()) };
             *acc = f32x4_add(*acc, f32x4_mul(weight, value));
         }
@@ -465,7 +465,7 @@ fn store_sums<const V: usize>(out: &mut [f32], weights: &[f32], rows: &[f32], st
         add(&mut acc, j);
     }
     for (v, acc) in acc.into_iter().enumerate() {
-        // SAFETY: out has 4·V values.
+        // SAFETY: out has 4·V values (asserted above).
         unsafe { v128_store(out.as_mut_ptr().add(4 * v).cast(), acc) };
     }
 }
