@@ -3,6 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::generation::{GenerateOptions, Generation, Step};
+use crate::layers::activations::Activations;
 use crate::model::Model;
 use crate::model::gpt2::Segment;
 use std::sync::Arc;
@@ -15,12 +16,20 @@ pub struct Batch {
     next_id: u32,
     /// Prompt tokens one step may take, beside one token of every decoding sequence.
     prompt_budget: usize,
+    /// The forward pass's buffers, kept from step to step.
+    activations: Activations,
 }
 
 impl Batch {
     /// An empty batch; `prompt_budget` is raised to 1 when 0.
     pub fn new(model: Arc<Model>, prompt_budget: usize) -> Self {
-        Batch { model, sequences: Vec::new(), next_id: 0, prompt_budget: prompt_budget.max(1) }
+        Batch {
+            model,
+            sequences: Vec::new(),
+            next_id: 0,
+            prompt_budget: prompt_budget.max(1),
+            activations: Activations::default(),
+        }
     }
 
     /// Admits a generation; it moves from the next step on. Returns its id.
@@ -85,7 +94,7 @@ impl Batch {
         if segments.is_empty() {
             return report;
         }
-        let mut logits = self.model.gpt2.forward(&mut segments, false, None); // [B, V]
+        let logits = self.model.gpt2.forward(&mut segments, false, &mut self.activations, None); // [B, V]
         drop(segments);
         let moved = self.sequences.iter_mut().zip(&take).filter(|(_, n)| **n > 0).map(|(sequence, _)| sequence);
         for ((id, generation), logits) in moved.zip(logits.chunks_exact_mut(self.model.gpt2.config.n_vocab)) {

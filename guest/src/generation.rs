@@ -3,6 +3,7 @@
 
 use crate::cache::KvCache;
 use crate::error::{Error, Result};
+use crate::layers::activations::Activations;
 use crate::model::Model;
 use crate::model::gpt2::Segment;
 use crate::sampler::{Sampler, SamplingParams};
@@ -56,6 +57,8 @@ pub enum Step {
 pub struct Generation {
     model: Arc<Model>,
     cache: KvCache,
+    /// The forward pass's buffers when this generation steps alone (a batch has its own).
+    activations: Activations,
     sampler: Sampler,
     stream: TextStream,
     /// Prompt followed by every generated token.
@@ -77,6 +80,7 @@ impl Generation {
         let capacity = prompt.len() + options.max_tokens as usize;
         Ok(Generation {
             cache: model.new_cache(capacity)?,
+            activations: Activations::default(),
             model,
             sampler,
             stream: TextStream::new(&options.stop),
@@ -95,8 +99,13 @@ impl Generation {
         }
         let done = self.cache.len();
         let tokens = &self.history[done..self.history.len().min(done + PREFILL_CHUNK)];
-        let mut logits = self.model.gpt2.forward(&mut [Segment { tokens, cache: &mut self.cache }], false, None);
-        self.advance(&mut logits)
+        // Out of self while the logits in them go to `advance`.
+        let mut activations = std::mem::take(&mut self.activations);
+        let segment = Segment { tokens, cache: &mut self.cache };
+        let logits = self.model.gpt2.forward(&mut [segment], false, &mut activations, None);
+        let step = self.advance(logits);
+        self.activations = activations;
+        step
     }
 
     /// The generation's finish once it has ended.

@@ -20,17 +20,15 @@ impl Embedding {
         })
     }
 
-    /// tokens: `[T]` (ids already checked against V) at positions `start..start+T` → `[T, C]`.
-    pub fn forward(&self, tokens: &[u32], start: usize) -> Vec<f32> {
+    /// tokens: `[T]` (ids already checked against V) at positions `start..start+T` → x `[T, C]`;
+    /// `position` `[C]` holds one position's embedding at a time.
+    pub fn forward(&self, tokens: &[u32], start: usize, x: &mut [f32], position: &mut [f32]) {
         let c = self.token.cols();
-        let mut x = vec![0.0; tokens.len() * c];
-        let mut position = vec![0.0; c];
         for (t, (&id, row)) in tokens.iter().zip(x.chunks_exact_mut(c)).enumerate() {
             self.token.decode_rows(id as usize, row);
-            self.position.decode_rows(start + t, &mut position);
-            row.iter_mut().zip(&position).for_each(|(a, b)| *a += b);
+            self.position.decode_rows(start + t, position);
+            row.iter_mut().zip(&*position).for_each(|(a, b)| *a += b);
         }
-        x
     }
 
     /// Bytes of guest memory the layer adds beyond the model file.

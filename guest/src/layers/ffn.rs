@@ -1,6 +1,7 @@
 //! The MLP of a block: expand, tanh-approximated GELU, project back.
 
 use crate::error::Result;
+use crate::layers::activations::{Scratch, sized};
 use crate::layers::linear::Linear;
 use crate::tensor::{WeightFile, kernels};
 
@@ -21,11 +22,12 @@ impl Ffn {
         })
     }
 
-    /// x: `[T, C]` → `[T, C]`.
-    pub fn forward(&self, x: &[f32], t: usize) -> Vec<f32> {
-        let mut hidden = self.up.forward(x, t); // [T, F]
-        kernels::gelu_tanh(&mut hidden);
-        self.down.forward(&hidden, t)
+    /// x: `[T, C]` → y `[T, C]`.
+    pub fn forward(&self, x: &[f32], t: usize, y: &mut [f32], scratch: &mut Scratch) {
+        let hidden = sized(&mut scratch.hidden, t * self.up.out_features()); // [T, F]
+        self.up.forward(x, t, hidden, &mut scratch.quantized);
+        kernels::gelu_tanh(hidden);
+        self.down.forward(hidden, t, y, &mut scratch.quantized);
     }
 
     /// Bytes of guest memory the layer adds beyond the model file.

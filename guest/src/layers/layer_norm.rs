@@ -22,11 +22,10 @@ impl LayerNorm {
         })
     }
 
-    /// x: `[T, C]` → `[T, C]`. Mean and variance are summed in f64.
-    pub fn forward(&self, x: &[f32]) -> Vec<f32> {
+    /// x: `[T, C]` → y `[T, C]`. Mean and variance are summed in f64.
+    pub fn forward(&self, x: &[f32], y: &mut [f32]) {
         let (weight, bias) = (self.weight.values(), self.bias.values());
         let c = weight.len();
-        let mut y = vec![0.0; x.len()];
         for (row, out) in x.chunks_exact(c).zip(y.chunks_exact_mut(c)) {
             let mean = row.iter().map(|&v| v as f64).sum::<f64>() / c as f64;
             let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / c as f64;
@@ -36,7 +35,11 @@ impl LayerNorm {
                 out[i] = (row[i] - mean) * inv_std * weight[i] + bias[i];
             }
         }
-        y
+    }
+
+    /// C, the width of a row.
+    pub fn width(&self) -> usize {
+        self.weight.values().len()
     }
 
     /// Bytes of guest memory the layer adds beyond the model file.

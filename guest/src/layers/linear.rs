@@ -1,7 +1,7 @@
 //! A fully connected layer with bias, weights stored `[out, in]` as llama.cpp writes them.
 
 use crate::error::Result;
-use crate::tensor::{Matrix, Vector, WeightFile};
+use crate::tensor::{Matrix, QuantizedRows, Vector, WeightFile};
 
 /// `y = x · Wᵀ + b`.
 pub struct Linear {
@@ -20,11 +20,14 @@ impl Linear {
         })
     }
 
-    /// x: `[T, in]` → `[T, out]`.
-    pub fn forward(&self, x: &[f32], t: usize) -> Vec<f32> {
-        let mut y = vec![0.0; t * self.weight.rows()];
-        self.weight.matmul(&mut y, x, Some(self.bias.values()), t);
-        y
+    /// x: `[T, in]` → y `[T, out]`; a Q8_0 weight's inputs are quantized into `quantized`.
+    pub fn forward(&self, x: &[f32], t: usize, y: &mut [f32], quantized: &mut QuantizedRows) {
+        self.weight.matmul(y, x, Some(self.bias.values()), t, quantized);
+    }
+
+    /// Width of an output row.
+    pub fn out_features(&self) -> usize {
+        self.weight.rows()
     }
 
     /// Bytes of guest memory the layer adds beyond the model file.

@@ -3,6 +3,7 @@
 //! Shapes in comments: T = tokens in this call, S = positions in the KV cache after it,
 //! C = embedding width, H = heads, D = C / H, F = MLP width, V = vocabulary.
 
+pub mod activations;
 pub mod attention;
 pub mod embedding;
 pub mod ffn;

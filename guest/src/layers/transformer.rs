@@ -1,6 +1,7 @@
 //! One pre-norm transformer block: attention and MLP, each added to the residual stream.
 
 use crate::error::Result;
+use crate::layers::activations::{Activations, sized};
 use crate::layers::attention::Attention;
 use crate::layers::ffn::Ffn;
 use crate::layers::layer_norm::LayerNorm;
@@ -28,21 +29,28 @@ impl Block {
         })
     }
 
-    /// x: `[T, C]` residual stream of the sequences in `rows`, one after another, updated in
-    /// place; each sequence's cache receives its keys and values.
-    pub fn forward(&self, x: &mut [f32], rows: &mut [SequenceRows<'_>], mut trace: Option<&mut Trace>) {
-        let t: usize = rows.iter().map(|r| r.t).sum();
-        let c = x.len() / t;
-        let h = self.ln_1.forward(x); // [T, C]
-        record(&mut trace, "ln_1", &[t, c], &h);
-        let a = self.attn.forward(&h, rows, trace.as_deref_mut()); // [T, C]
-        record(&mut trace, "attn_out", &[t, c], &a);
-        add_in_place(x, &a);
-        let h = self.ln_2.forward(x); // [T, C]
-        record(&mut trace, "ln_2", &[t, c], &h);
-        let m = self.ffn.forward(&h, t); // [T, C]
-        record(&mut trace, "mlp_out", &[t, c], &m);
-        add_in_place(x, &m);
+    /// `activations.x`: `[T, C]` residual stream of the sequences in `rows` (T in all), one after
+    /// another, updated in place; each sequence's cache receives its keys and values.
+    pub fn forward<'a>(
+        &self,
+        activations: &mut Activations,
+        t: usize,
+        rows: impl Iterator<Item = SequenceRows<'a>>,
+        mut trace: Option<&mut Trace>,
+    ) {
+        let c = self.ln_1.width();
+        let Activations { x, normed, out, scratch, .. } = activations;
+        let (x, h, a) = (&mut x[..t * c], sized(normed, t * c), sized(out, t * c)); // [T, C] each
+        self.ln_1.forward(x, h);
+        record(&mut trace, "ln_1", &[t, c], h);
+        self.attn.forward(h, t, rows, a, scratch, trace.as_deref_mut());
+        record(&mut trace, "attn_out", &[t, c], a);
+        add_in_place(x, a);
+        self.ln_2.forward(x, h);
+        record(&mut trace, "ln_2", &[t, c], h);
+        self.ffn.forward(h, t, a, scratch);
+        record(&mut trace, "mlp_out", &[t, c], a);
+        add_in_place(x, a);
         record(&mut trace, "out", &[t, c], x);
     }
 

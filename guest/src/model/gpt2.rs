@@ -2,6 +2,7 @@
 
 use crate::cache::KvCache;
 use crate::error::Result;
+use crate::layers::activations::{Activations, sized};
 use crate::layers::embedding::Embedding;
 use crate::layers::layer_norm::LayerNorm;
 use crate::layers::transformer::Block;
@@ -44,49 +45,61 @@ impl Gpt2 {
     /// tokens `[T_i]` (ids below V) sit at the positions after its own cache, and their rows go
     /// through every weight matrix together (`[ΣT_i, C]`), so each weight is read once for the
     /// whole batch. Returns logits `[B, V]`, the last position of each segment, or with
-    /// `all_positions` `[ΣT_i, V]`. Fills each cache with T_i more positions; the caller keeps
-    /// every cache within the context length.
-    pub fn forward(
+    /// `all_positions` `[ΣT_i, V]`, held in `activations`, whose buffers the pass uses and
+    /// keeps. Fills each cache with T_i more positions; the caller keeps every cache within the
+    /// context length.
+    pub fn forward<'a>(
         &self,
         segments: &mut [Segment<'_>],
         all_positions: bool,
+        activations: &'a mut Activations,
         mut trace: Option<&mut Trace>,
-    ) -> Vec<f32> {
+    ) -> &'a mut [f32] {
         let (c, v) = (self.config.n_embd, self.config.n_vocab);
         let t: usize = segments.iter().map(|s| s.tokens.len()).sum();
-        let mut x = Vec::with_capacity(t * c); // [T, C]
+        let x = sized(&mut activations.x, t * c); // [T, C]
+        let position = sized(&mut activations.scratch.position, c);
+        let mut first = 0;
         for segment in segments.iter() {
-            x.extend(self.embedding.forward(segment.tokens, segment.cache.len()));
+            let rows = &mut x[first * c..(first + segment.tokens.len()) * c];
+            self.embedding.forward(segment.tokens, segment.cache.len(), rows, position);
+            first += segment.tokens.len();
         }
-        record(&mut trace, "embeddings", &[t, c], &x);
+        record(&mut trace, "embeddings", &[t, c], x);
         if let Some(tr) = trace.as_deref_mut() {
             tr.set_prefix("b0.");
         }
         for (i, block) in self.blocks.iter().enumerate() {
-            let mut rows: Vec<SequenceRows<'_>> = segments
-                .iter_mut()
-                .map(|s| SequenceRows { t: s.tokens.len(), start: s.cache.len(), cache: &mut s.cache.layers[i] })
-                .collect();
+            let rows = segments.iter_mut().map(|s| SequenceRows {
+                t: s.tokens.len(),
+                start: s.cache.len(),
+                cache: &mut s.cache.layers[i],
+            });
             // Only block 0 is traced: its activations are the reference checkpoints.
             let block_trace = if i == 0 { trace.as_deref_mut() } else { None };
-            block.forward(&mut x, &mut rows, block_trace);
+            block.forward(activations, t, rows, block_trace);
         }
         if let Some(tr) = trace.as_deref_mut() {
             tr.set_prefix("");
         }
-        let mut last = Vec::with_capacity(segments.len() * c); // [B, C]
+        // The final norm of every position, or of each segment's last one.
+        let rows = if all_positions { t } else { segments.len() };
+        let (x, normed) = (&activations.x[..t * c], sized(&mut activations.normed, rows * c)); // [rows, C]
+        if all_positions {
+            self.ln_f.forward(x, normed);
+        }
         let mut end = 0;
-        for segment in segments.iter_mut() {
+        for (b, segment) in segments.iter_mut().enumerate() {
             end += segment.tokens.len();
             segment.cache.advance(segment.tokens.len());
-            last.extend_from_slice(&x[(end - 1) * c..end * c]);
+            if !all_positions {
+                self.ln_f.forward(&x[(end - 1) * c..end * c], &mut normed[b * c..(b + 1) * c]);
+            }
         }
-        let (rows, selected) = if all_positions { (t, &x) } else { (segments.len(), &last) };
-        let normed = self.ln_f.forward(selected); // [rows, C]
         let head = self.lm_head.as_ref().unwrap_or(&self.embedding.token);
-        let mut logits = vec![0.0; rows * v];
-        head.matmul(&mut logits, &normed, None, rows);
-        record(&mut trace, "logits", &[rows, v], &logits);
+        let logits = sized(&mut activations.logits, rows * v);
+        head.matmul(logits, normed, None, rows, &mut activations.scratch.quantized);
+        record(&mut trace, "logits", &[rows, v], logits);
         logits
     }
 
@@ -115,10 +128,11 @@ impl Gpt2 {
 mod tests {
     use super::Segment;
     use crate::cache::KvCache;
+    use crate::layers::activations::Activations;
     use crate::model::{LoadOptions, Model};
 
     fn forward_one(model: &Model, tokens: &[u32], cache: &mut KvCache, all_positions: bool) -> Vec<f32> {
-        model.gpt2.forward(&mut [Segment { tokens, cache }], all_positions, None)
+        model.gpt2.forward(&mut [Segment { tokens, cache }], all_positions, &mut Activations::default(), None).to_vec()
     }
 
     fn tiny() -> Model {
@@ -148,6 +162,61 @@ mod tests {
         }
     }
 
+    /// Counts the allocations of the thread that runs a test (tests run on threads of their own).
+    struct CountingAllocator;
+
+    thread_local! {
+        static ALLOCATIONS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    // SAFETY: every call goes to the system allocator unchanged; counting touches a const
+    // thread-local that neither allocates nor has a destructor.
+    unsafe impl std::alloc::GlobalAlloc for CountingAllocator {
+        unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+            let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+            unsafe { std::alloc::System.alloc(layout) }
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+            unsafe { std::alloc::System.dealloc(ptr, layout) }
+        }
+
+        unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+            let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+            unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+        }
+    }
+
+    #[global_allocator]
+    static COUNTING: CountingAllocator = CountingAllocator;
+
+    #[test]
+    fn decode_steps_allocate_nothing_once_the_buffers_have_grown() {
+        let bundled = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/kjv-fortunes-18m/model-q8_0.gguf");
+        let models = [tiny(), Model::open(bundled, LoadOptions::default()).expect("the bundled Q8_0 model loads")];
+        let (prompt, next) = ([464, 2068, 7586, 21831, 18045, 625], [262, 16931, 3290]);
+        for model in &models {
+            let mut cache = model.new_cache(prompt.len() + next.len()).unwrap();
+            let mut activations = Activations::default();
+            model.gpt2.forward(&mut [Segment { tokens: &prompt, cache: &mut cache }], false, &mut activations, None);
+            let mut fresh_cache = model.new_cache(prompt.len() + next.len()).unwrap();
+            forward_one(model, &prompt, &mut fresh_cache, false);
+            for token in next {
+                let before = ALLOCATIONS.with(|n| n.get());
+                let step = model.gpt2.forward(
+                    &mut [Segment { tokens: &[token], cache: &mut cache }],
+                    false,
+                    &mut activations,
+                    None,
+                );
+                assert_eq!(ALLOCATIONS.with(|n| n.get()), before, "a decode step allocated");
+                // Buffers that held an earlier pass give the bits of fresh ones.
+                let want = forward_one(model, &[token], &mut fresh_cache, false);
+                assert!(step.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()));
+            }
+        }
+    }
+
     #[test]
     fn a_batch_gives_each_sequence_its_own_logits() {
         batch_against_alone(&tiny(), 1e-5);
@@ -170,7 +239,8 @@ mod tests {
         let mut caches: Vec<KvCache> = prompts.iter().map(|p| model.new_cache(p.len() + 1).unwrap()).collect();
         let mut segments: Vec<Segment<'_>> =
             prompts.iter().zip(caches.iter_mut()).map(|(tokens, cache)| Segment { tokens, cache }).collect();
-        let together = model.gpt2.forward(&mut segments, false, None);
+        let mut activations = Activations::default();
+        let together = model.gpt2.forward(&mut segments, false, &mut activations, None);
         assert_eq!(together.len(), prompts.len() * v);
         for (i, want) in alone.iter().enumerate() {
             let got = &together[i * v..(i + 1) * v];

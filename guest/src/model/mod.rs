@@ -6,6 +6,7 @@ pub mod gpt2;
 use crate::cache::KvCache;
 use crate::error::{Error, Result};
 use crate::gguf::Gguf;
+use crate::layers::activations::Activations;
 use crate::layers::{Checkpoint, Trace};
 use crate::tensor::{FileBuffer, WeightFile};
 use crate::tokenizer::Tokenizer;
@@ -131,7 +132,7 @@ impl Model {
     pub fn logits(&self, tokens: &[u32]) -> Result<Vec<f32>> {
         self.check_tokens(tokens, 0)?;
         let cache = &mut self.new_cache(tokens.len())?;
-        Ok(self.gpt2.forward(&mut [Segment { tokens, cache }], true, None))
+        Ok(self.gpt2.forward(&mut [Segment { tokens, cache }], true, &mut Activations::default(), None).to_vec())
     }
 
     /// Activations of block 0 and the logits at every position of `tokens`.
@@ -139,7 +140,7 @@ impl Model {
         self.check_tokens(tokens, 0)?;
         let mut trace = Trace::default();
         let cache = &mut self.new_cache(tokens.len())?;
-        self.gpt2.forward(&mut [Segment { tokens, cache }], true, Some(&mut trace));
+        self.gpt2.forward(&mut [Segment { tokens, cache }], true, &mut Activations::default(), Some(&mut trace));
         Ok(trace.checkpoints)
     }
 

@@ -135,6 +135,7 @@ pub const EXP_MAX: f32 = 88.0;
 /// Input rows quantized for the Q8_0 product the way llama.cpp quantizes activations: per
 /// block of 32 values, the scale `d = max|x| / 127` and the int8 values `round(x / d)`, so each
 /// value is off by at most `d / 2`.
+#[derive(Default)]
 pub struct QuantizedRows {
     /// `[rows, k]`
     pub values: Vec<i8>,
@@ -143,13 +144,13 @@ pub struct QuantizedRows {
 }
 
 impl QuantizedRows {
-    /// Quantizes x `[rows, k]`; k is a multiple of 32.
-    pub fn new(x: &[f32], rows: usize, k: usize) -> Self {
+    /// Holds x `[rows, k]` quantized, in place of what it held (its buffers only grow); k is a
+    /// multiple of 32.
+    pub fn quantize(&mut self, x: &[f32], rows: usize, k: usize) {
         assert!(k.is_multiple_of(32) && x.len() >= rows * k, "whole blocks of 32 inputs");
-        let mut values = vec![0i8; rows * k];
-        let mut scales = vec![0.0f32; rows * k / 32];
-        kernels::quantize_q8_0(&mut values, &mut scales, &x[..rows * k]);
-        QuantizedRows { values, scales }
+        self.values.resize(rows * k, 0);
+        self.scales.resize(rows * k / 32, 0.0);
+        kernels::quantize_q8_0(&mut self.values, &mut self.scales, &x[..rows * k]);
     }
 }
 
@@ -390,14 +391,22 @@ impl Matrix {
     }
 
     /// `out[t, j] = x[t, :] · self[j, :] + bias[j]` for x `[rows_x, cols]` → out `[rows_x, rows]`.
-    /// Q8_0 weights are used where they lie, against the input rows quantized to Q8_0.
-    pub fn matmul(&self, out: &mut [f32], x: &[f32], bias: Option<&[f32]>, rows_x: usize) {
+    /// Q8_0 weights are used where they lie, against the input rows quantized to Q8_0 into
+    /// `quantized`.
+    pub fn matmul(
+        &self,
+        out: &mut [f32],
+        x: &[f32],
+        bias: Option<&[f32]>,
+        rows_x: usize,
+        quantized: &mut QuantizedRows,
+    ) {
         let (n, k) = (self.rows, self.cols);
         match self.q8_0_blocks() {
             Some(blocks) => {
-                let x = QuantizedRows::new(x, rows_x, k);
+                quantized.quantize(x, rows_x, k);
                 let w = Q8Rows { blocks, scales: &self.q8_scales };
-                kernels::matmul_q8_0(out, n, &x, w, bias, rows_x, k, n);
+                kernels::matmul_q8_0(out, n, quantized, w, bias, rows_x, k, n);
             }
             None => {
                 let w = self.f32_values().expect("F16 matrices are widened at load");
@@ -532,7 +541,8 @@ mod tests {
     #[test]
     fn quantized_inputs_are_within_half_a_step() {
         let x: Vec<f32> = (0..64).map(|i| ((i * 37 % 64) as f32 - 30.0) / 7.0).collect();
-        let q = QuantizedRows::new(&x, 2, 32);
+        let mut q = QuantizedRows::default();
+        q.quantize(&x, 2, 32);
         for (block, (values, &d)) in x.chunks(32).zip(q.values.chunks(32).zip(&q.scales)) {
             assert_eq!(d, block.iter().fold(0.0f32, |m, v| m.max(v.abs())) / 127.0);
             assert!(values.iter().any(|&v| v.abs() == 127));
@@ -540,7 +550,8 @@ mod tests {
                 assert!((v - d * q as f32).abs() <= d / 2.0 * 1.0001, "{v} as {q} × {d}");
             }
         }
-        let zeros = QuantizedRows::new(&[0.0; 32], 1, 32);
+        let mut zeros = QuantizedRows::default();
+        zeros.quantize(&[0.0; 32], 1, 32);
         assert_eq!((zeros.scales[0], zeros.values.iter().all(|&v| v == 0)), (0.0, true));
     }
 
@@ -558,11 +569,12 @@ mod tests {
         let mut decoded = vec![0.0; n * k];
         matrix.decode_rows(0, &mut decoded);
         let (mut quantized, mut exact) = (vec![0.0; rows * n], vec![0.0; rows * n]);
-        matrix.matmul(&mut quantized, &x, None, rows);
+        matrix.matmul(&mut quantized, &x, None, rows, &mut QuantizedRows::default());
         kernels::matmul(&mut exact, n, &x, &decoded, None, rows, k, n);
         // Each input is off by at most half its block's step d, so an output is off by at most
         // Σ_blocks d/2 · Σ|w| over the block, plus float rounding.
-        let q = QuantizedRows::new(&x, rows, k);
+        let mut q = QuantizedRows::default();
+        q.quantize(&x, rows, k);
         let mut largest = 0.0f32;
         for t in 0..rows {
             for j in 0..n {

@@ -584,7 +584,8 @@ mod tests {
         .iter()
         .enumerate()
         {
-            let x = super::super::QuantizedRows::new(&values(rows * k, case as u64), rows, k);
+            let mut x = super::super::QuantizedRows::default();
+            x.quantize(&values(rows * k, case as u64), rows, k);
             let blocks = q8_0_rows(n, k, 50 + case);
             let scales: Vec<f32> =
                 blocks.chunks(34).map(|b| super::super::f16_to_f32(u16::from_le_bytes([b[0], b[1]]))).collect();

@@ -5,6 +5,7 @@ pub mod qkv;
 pub mod scores;
 
 use crate::error::Result;
+use crate::layers::activations::{Scratch, sized};
 use crate::layers::{SequenceRows, Trace, record};
 use crate::tensor::WeightFile;
 use output::Output;
@@ -23,25 +24,36 @@ impl Attention {
         Ok(Attention { qkv: Qkv::load(weights, block, c)?, output: Output::load(weights, block, c)?, n_head })
     }
 
-    /// x: `[T, C]` (normalised), the rows of each sequence in `rows` one after another → `[T, C]`.
-    /// The projections take all rows at once; each sequence attends over its own cache, which
-    /// receives its keys and values and then holds S = start + T_i positions.
-    pub fn forward(&self, x: &[f32], rows: &mut [SequenceRows<'_>], mut trace: Option<&mut Trace>) -> Vec<f32> {
-        let t: usize = rows.iter().map(|r| r.t).sum();
+    /// x: `[T, C]` (normalised), the rows of the sequences in `rows` one after another (T_i each,
+    /// T in all) → y `[T, C]`. The projections take all rows at once; each sequence attends over
+    /// its own cache, which receives its keys and values and then holds S = start + T_i
+    /// positions.
+    pub fn forward<'a>(
+        &self,
+        x: &[f32],
+        t: usize,
+        rows: impl Iterator<Item = SequenceRows<'a>>,
+        y: &mut [f32],
+        scratch: &mut Scratch,
+        mut trace: Option<&mut Trace>,
+    ) {
         let c = x.len() / t;
-        let qkv = self.qkv.forward(x, t); // [T, 3C]
-        record(&mut trace, "qkv", &[t, 3 * c], &qkv);
-        let mut context = Vec::with_capacity(t * c); // [T, C]
+        let qkv = sized(&mut scratch.qkv, t * 3 * c); // [T, 3C]
+        self.qkv.forward(x, t, qkv, &mut scratch.quantized);
+        record(&mut trace, "qkv", &[t, 3 * c], qkv);
+        let context = sized(&mut scratch.context, t * c); // [T, C]
         let mut first = 0;
-        for seq in rows.iter_mut() {
+        for seq in rows {
             let qkv = &qkv[first * 3 * c..(first + seq.t) * 3 * c]; // [T_i, 3C]
-            first += seq.t;
             seq.cache.append(qkv, seq.t);
             let s = seq.start + seq.t;
-            let probs = scores::causal_softmax(qkv, seq.cache.keys(), seq.t, seq.start, c, self.n_head, &mut trace); // [H, T_i, S]
-            context.extend(output::weighted_values(&probs, seq.cache.values(), seq.t, s, c, self.n_head)); // [T_i, C]
+            let probs = sized(&mut scratch.probs, self.n_head * seq.t * s); // [H, T_i, S]
+            scores::causal_softmax(qkv, seq.cache.keys(), seq.t, seq.start, self.n_head, probs, &mut trace);
+            let context = &mut context[first * c..(first + seq.t) * c]; // [T_i, C]
+            output::weighted_values(probs, seq.cache.values(), seq.t, s, self.n_head, context);
+            first += seq.t;
         }
-        self.output.forward(&context, t)
+        self.output.forward(context, t, y, &mut scratch.quantized);
     }
 
     /// Bytes of guest memory the layer adds beyond the model file.

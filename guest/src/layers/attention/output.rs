@@ -2,14 +2,14 @@
 
 use crate::error::Result;
 use crate::layers::linear::Linear;
-use crate::tensor::{WeightFile, kernels};
+use crate::tensor::{QuantizedRows, WeightFile, kernels};
 
 /// probs: `[H, T, S]`, values: `[S, C]` → context `[T, C]`, heads side by side:
 /// `context[t, h·D + e] = Σ_j probs[h, t, j] · values[j, h·D + e]`, where query t (at position
 /// S − T + t) sums over the keys it sees, j ≤ S − T + t.
-pub fn weighted_values(probs: &[f32], values: &[f32], t: usize, s: usize, c: usize, n_head: usize) -> Vec<f32> {
+pub fn weighted_values(probs: &[f32], values: &[f32], t: usize, s: usize, n_head: usize, context: &mut [f32]) {
+    let c = context.len() / t;
     let d = c / n_head;
-    let mut context = vec![0.0; t * c];
     for h in 0..n_head {
         for i in 0..t {
             let seen = s - t + i + 1;
@@ -17,7 +17,6 @@ pub fn weighted_values(probs: &[f32], values: &[f32], t: usize, s: usize, c: usi
             kernels::weighted_sum(out, &probs[(h * t + i) * s..][..seen], &values[h * d..], c);
         }
     }
-    context
 }
 
 /// `y = context · W_oᵀ + b`.
@@ -32,9 +31,9 @@ impl Output {
         Ok(Output { linear: Linear::load(weights, &format!("blk.{block}.attn_output"), c, c)? })
     }
 
-    /// context: `[T, C]` → `[T, C]`.
-    pub fn forward(&self, context: &[f32], t: usize) -> Vec<f32> {
-        self.linear.forward(context, t)
+    /// context: `[T, C]` → y `[T, C]`.
+    pub fn forward(&self, context: &[f32], t: usize, y: &mut [f32], quantized: &mut QuantizedRows) {
+        self.linear.forward(context, t, y, quantized);
     }
 
     /// Bytes of guest memory the layer adds beyond the model file.

@@ -2,7 +2,7 @@
 
 use crate::error::Result;
 use crate::layers::linear::Linear;
-use crate::tensor::WeightFile;
+use crate::tensor::{QuantizedRows, WeightFile};
 
 /// `qkv = x · W_qkvᵀ + b`; each output row is `q | k | v`, each C wide with head h at
 /// columns `h·D..(h+1)·D`.
@@ -17,9 +17,9 @@ impl Qkv {
         Ok(Qkv { linear: Linear::load(weights, &format!("blk.{block}.attn_qkv"), 3 * c, c)? })
     }
 
-    /// x: `[T, C]` → `[T, 3C]`.
-    pub fn forward(&self, x: &[f32], t: usize) -> Vec<f32> {
-        self.linear.forward(x, t)
+    /// x: `[T, C]` → qkv `[T, 3C]`.
+    pub fn forward(&self, x: &[f32], t: usize, qkv: &mut [f32], quantized: &mut QuantizedRows) {
+        self.linear.forward(x, t, qkv, quantized);
     }
 
     /// Bytes of guest memory the layer adds beyond the model file.

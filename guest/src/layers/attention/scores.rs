@@ -4,38 +4,38 @@ use crate::layers::{Trace, record};
 use crate::tensor::{kernels, largest};
 
 /// qkv: `[T, 3C]` (queries in the first C columns), keys: `[S, C]` with S = start + T →
-/// probabilities `[H, T, S]`. Query t sits at position start + t and sees keys 0..=start+t;
-/// the rest are masked to −∞ (recorded as `scores_masked`) and get probability 0.
+/// probabilities `scores` `[H, T, S]`. Query t sits at position start + t and sees keys
+/// 0..=start+t; the rest are masked to −∞ (recorded as `scores_masked`) and get probability 0.
 pub fn causal_softmax(
     qkv: &[f32],
     keys: &[f32],
     t: usize,
     start: usize,
-    c: usize,
     n_head: usize,
+    scores: &mut [f32],
     trace: &mut Option<&mut Trace>,
-) -> Vec<f32> {
+) {
+    let c = qkv.len() / (3 * t);
     let d = c / n_head;
     let s = start + t;
     let scale = 1.0 / (d as f32).sqrt();
-    let mut scores = vec![f32::NEG_INFINITY; n_head * t * s];
     for h in 0..n_head {
         for i in 0..t {
             let q = &qkv[i * 3 * c + h * d..][..d];
-            let row = &mut scores[(h * t + i) * s..][..s];
-            for (j, score) in row.iter_mut().enumerate().take(start + i + 1) {
+            let (seen, masked) = scores[(h * t + i) * s..][..s].split_at_mut(start + i + 1);
+            for (j, score) in seen.iter_mut().enumerate() {
                 *score = kernels::dot(q, &keys[j * c + h * d..][..d]) * scale;
             }
+            masked.fill(f32::NEG_INFINITY);
         }
     }
-    record(trace, "scores_masked", &[n_head, t, s], &scores);
+    record(trace, "scores_masked", &[n_head, t, s], scores);
     // Only the keys a query sees take part; the masked rest become probability 0.
     for (row, i) in scores.chunks_exact_mut(s).zip((0..t).cycle()) {
         let (seen, masked) = row.split_at_mut(start + i + 1);
         softmax_in_place(seen);
         masked.fill(0.0);
     }
-    scores
 }
 
 /// Softmax of one row; −∞ entries become 0.
