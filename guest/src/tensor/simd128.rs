@@ -265,17 +265,6 @@ fn row_dots<const T: usize>(
             *acc = f32x4_add(*acc, f32x4_mul(f32x4_convert_i32x4(sum), broadcast(scales, u % 4)));
         }
     };
-    // Cranelift keeps loads in program order but computes pure values where they are first
-    // needed, so two blocks in one loop turn would load everything ahead of the arithmetic, more
-    // values than there are registers. A volatile copy of the accumulators after a block needs
-    // them computed there.
-    let settle = |acc: &[v128; T]| {
-        let mut copy = [f32x4_splat(0.0); T];
-        for (copy, acc) in copy.iter_mut().zip(acc) {
-            // SAFETY: a store to a local.
-            unsafe { core::ptr::write_volatile(copy, *acc) };
-        }
-    };
     // Eight blocks per loop turn: the engine's epoch check on each loop back-edge has a call on
     // its slow path that may clobber every vector register, so cranelift stores and reloads the
     // accumulators around it, and that store-to-load latency sits on their dependency chain.
@@ -379,6 +368,20 @@ fn exp(y: v128) -> v128 {
     v128_andnot(f32x4_mul(e, two_n), f32x4_lt(y, f32x4_splat(EXP_MIN)))
 }
 
+/// Makes `values` be computed where this stands. Cranelift keeps loads in program order but
+/// computes pure values where they are first needed, so a loop turn over several blocks or rows
+/// would load everything ahead of the arithmetic, more values than there are registers, and
+/// spill them; a volatile copy of the results of one block or row needs them computed before the
+/// next one's loads.
+#[inline(always)]
+fn settle<const N: usize>(values: &[v128; N]) {
+    let mut copy = [f32x4_splat(0.0); N];
+    for (copy, value) in copy.iter_mut().zip(values) {
+        // SAFETY: a store to a local.
+        unsafe { core::ptr::write_volatile(copy, *value) };
+    }
+}
+
 /// Lane `lane` of `v` in all four lanes.
 #[inline(always)]
 fn broadcast(v: v128, lane: usize) -> v128 {
@@ -418,7 +421,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 /// `out[e] = Σ_j weights[j]·rows[j·stride + e]` (the twin of `scalar::weighted_sum`, with the
 /// same bits): 32 outputs at a time stay in registers while the rows stream past, then 4, then
-/// one.
+/// the rest through the twin.
 pub fn weighted_sum(out: &mut [f32], weights: &[f32], rows: &[f32], stride: usize) {
     let len = out.len();
     let mut e = 0;
@@ -430,9 +433,8 @@ pub fn weighted_sum(out: &mut [f32], weights: &[f32], rows: &[f32], stride: usiz
         store_sums::<1>(&mut out[e..e + 4], weights, &rows[e..], stride);
         e += 4;
     }
-    for (e, out) in out.iter_mut().enumerate().skip(e) {
-        *out = weights.iter().enumerate().fold(0.0, |sum, (j, &weight)| sum + weight * rows[j * stride + e]);
-    }
+    // The last one to three outputs, as the twin sums them.
+    super::scalar::weighted_sum(&mut out[e..], weights, &rows[e..], stride);
 }
 
 /// `weighted_sum` for the first `4·V` outputs.
@@ -448,16 +450,12 @@ fn store_sums<const V: usize>(out: &mut [f32], weights: &[f32], rows: &[f32], st
             *acc = f32x4_add(*acc, f32x4_mul(weight, value));
         }
     };
-    // Two rows per loop turn, the first one's sums settled before the second's loads (see
-    // `row_dots`), so the epoch check's store and reload of the sums comes once per two rows.
+    // Two rows per loop turn, the first one's sums settled before the second's loads, so the
+    // epoch check's store and reload of the sums comes once per two rows.
     let mut j = 0;
     while j + 2 <= weights.len() {
         add(&mut acc, j);
-        let mut copy = [f32x4_splat(0.0); V];
-        for (copy, acc) in copy.iter_mut().zip(&acc) {
-            // SAFETY: a store to a local.
-            unsafe { core::ptr::write_volatile(copy, *acc) };
-        }
+        settle(&acc);
         add(&mut acc, j + 1);
         j += 2;
     }
@@ -483,6 +481,15 @@ mod tests {
                 ((s >> 40) as f32) / (1u64 << 23) as f32 - 1.0
             })
             .collect()
+    }
+
+    /// The SIMD kernel's floats are the scalar twin's, bit for bit.
+    fn assert_same_bits(simd: &[f32], reference: &[f32], what: &str) {
+        assert_eq!(simd.len(), reference.len(), "{what}");
+        assert!(
+            simd.iter().zip(reference).all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{what}: {simd:?} vs {reference:?}"
+        );
     }
 
     fn assert_close(simd: &[f32], reference: &[f32], k: usize) {
@@ -545,14 +552,14 @@ mod tests {
         let (mut simd, mut reference) = (vec![0.0; halves.len()], vec![0.0; halves.len()]);
         super::decode_f16(&mut simd, &bytes);
         scalar::decode_f16(&mut reference, &bytes);
-        assert!(simd.iter().zip(&reference).all(|(a, b)| a.to_bits() == b.to_bits()));
+        assert_same_bits(&simd, &reference, "f16");
         let blocks: Vec<u8> = (0..64u32 * 34)
             .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8 & if i % 34 == 1 { 0x3b } else { 0xff })
             .collect();
         let (mut simd, mut reference) = (vec![0.0; 64 * 32], vec![0.0; 64 * 32]);
         super::decode_q8_0(&mut simd, &blocks);
         scalar::decode_q8_0(&mut reference, &blocks);
-        assert!(simd.iter().zip(&reference).all(|(a, b)| a.to_bits() == b.to_bits()));
+        assert_same_bits(&simd, &reference, "Q8_0");
     }
 
     /// Q8_0 blocks with f16 scales of varied size (2^-5 to 2^2) and sign, and every int8 value.
@@ -595,10 +602,7 @@ mod tests {
                 let (mut simd, mut reference) = (vec![0.0; rows * n], vec![0.0; rows * n]);
                 super::matmul_q8_0(&mut simd, n, &x, w, b, rows, k, n);
                 scalar::matmul_q8_0(&mut reference, n, &x, w, b, rows, k, n);
-                assert!(
-                    simd.iter().zip(&reference).all(|(s, r)| s.to_bits() == r.to_bits()),
-                    "{rows}×{k}×{n}: {simd:?} vs {reference:?}"
-                );
+                assert_same_bits(&simd, &reference, &format!("{rows}×{k}×{n}"));
             }
         }
     }
@@ -622,7 +626,7 @@ mod tests {
         super::quantize_q8_0(&mut simd.0, &mut simd.1, &x);
         scalar::quantize_q8_0(&mut reference.0, &mut reference.1, &x);
         assert_eq!(simd.0, reference.0);
-        assert!(simd.1.iter().zip(&reference.1).all(|(a, b)| a.to_bits() == b.to_bits()), "{simd:?} vs {reference:?}");
+        assert_same_bits(&simd.1, &reference.1, "scales");
     }
 
     #[test]
@@ -636,7 +640,7 @@ mod tests {
             let (mut simd, mut reference) = (x[..len].to_vec(), x[..len].to_vec());
             super::gelu_tanh(&mut simd);
             scalar::gelu_tanh(&mut reference);
-            assert!(simd.iter().zip(&reference).all(|(a, b)| a.to_bits() == b.to_bits()), "{simd:?} vs {reference:?}");
+            assert_same_bits(&simd, &reference, &format!("{len} values"));
         }
     }
 
@@ -650,7 +654,7 @@ mod tests {
             let (mut simd, mut reference) = (vec![1.0; len], vec![2.0; len]);
             super::weighted_sum(&mut simd, &weights, &rows, stride);
             scalar::weighted_sum(&mut reference, &weights, &rows, stride);
-            assert!(simd.iter().zip(&reference).all(|(a, b)| a.to_bits() == b.to_bits()), "{simd:?} vs {reference:?}");
+            assert_same_bits(&simd, &reference, &format!("{len} outputs of {count} rows"));
         }
     }
 
