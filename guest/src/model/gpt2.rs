@@ -87,14 +87,15 @@ impl Gpt2 {
         let (x, normed) = (&activations.x[..t * c], sized(&mut activations.normed, rows * c)); // [rows, C]
         if all_positions {
             self.ln_f.forward(x, normed);
-        }
-        let mut end = 0;
-        for (b, segment) in segments.iter_mut().enumerate() {
-            end += segment.tokens.len();
-            segment.cache.advance(segment.tokens.len());
-            if !all_positions {
-                self.ln_f.forward(&x[(end - 1) * c..end * c], &mut normed[b * c..(b + 1) * c]);
+        } else {
+            let mut end = 0;
+            for (segment, normed) in segments.iter().zip(normed.chunks_exact_mut(c)) {
+                end += segment.tokens.len();
+                self.ln_f.forward(&x[(end - 1) * c..end * c], normed);
             }
+        }
+        for segment in segments.iter_mut() {
+            segment.cache.advance(segment.tokens.len());
         }
         let head = self.lm_head.as_ref().unwrap_or(&self.embedding.token);
         let logits = sized(&mut activations.logits, rows * v);
