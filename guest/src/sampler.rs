@@ -1,7 +1,7 @@
 //! Token sampling: repetition penalty, temperature, top-k, top-p, min-p, then one seeded draw.
 
 use crate::error::{Error, Result};
-use crate::tensor::largest;
+use crate::tensor::{kernels, largest};
 
 /// How the next token is drawn (mirrors the WIT `sampling`).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -63,10 +63,12 @@ impl Rng {
 pub struct Sampler {
     params: SamplingParams,
     rng: Rng,
-    /// (id, logit) of the tokens still in the running.
+    /// (id, logit) pairs while top-k chooses, then (id, weight) pairs while top-p does.
     order: Vec<(u32, f32)>,
-    /// (id, weight) of the candidates: probabilities up to a common factor.
-    weights: Vec<(u32, f64)>,
+    /// Ids of the candidates, in the order of `weights`.
+    ids: Vec<u32>,
+    /// Weights of the candidates: probabilities up to a common factor.
+    weights: Vec<f32>,
     /// Which ids the repetition penalty has already touched.
     seen: Vec<bool>,
 }
@@ -75,7 +77,8 @@ impl Sampler {
     /// A sampler after checking `params`.
     pub fn new(params: SamplingParams) -> Result<Self> {
         params.validate()?;
-        Ok(Sampler { params, rng: Rng::new(params.seed), order: Vec::new(), weights: Vec::new(), seen: Vec::new() })
+        let rng = Rng::new(params.seed);
+        Ok(Sampler { params, rng, order: Vec::new(), ids: Vec::new(), weights: Vec::new(), seen: Vec::new() })
     }
 
     /// Picks the next token from `logits` (modified in place); `history` is every token so far
@@ -86,57 +89,93 @@ impl Sampler {
             return argmax(logits);
         }
         self.candidates(logits);
-        let total: f64 = self.weights.iter().map(|&(_, w)| w).sum();
+        let total: f64 = self.weights.iter().map(|&w| w as f64).sum();
         let mut target = self.rng.next_f64() * total;
-        for &(id, w) in &self.weights {
-            target -= w;
+        for (&id, &w) in self.ids.iter().zip(&self.weights) {
+            target -= w as f64;
             if target < 0.0 {
                 return id;
             }
         }
-        self.weights.last().map_or(0, |&(id, _)| id)
+        self.ids.last().copied().unwrap_or(0)
     }
 
-    /// The tokens that survive top-k, top-p and min-p with their (unnormalised) probabilities
-    /// after temperature: most likely first when top-p needs that order, else in id order, so
-    /// the vocabulary is sorted only for top-p.
-    pub fn candidates(&mut self, logits: &[f32]) -> &[(u32, f64)] {
-        let p = &self.params;
-        let order = &mut self.order;
-        order.clear();
-        order.extend(logits.iter().enumerate().map(|(i, &l)| (i as u32, l)));
-        let by_logit = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
-        if p.top_k > 0 && (p.top_k as usize) < order.len() {
-            order.select_nth_unstable_by(p.top_k as usize - 1, by_logit);
-            order.truncate(p.top_k as usize);
-            order.sort_unstable_by_key(|&(id, _)| id);
-        }
-        if p.top_p < 1.0 {
-            order.sort_unstable_by(by_logit);
-        }
-        let max = largest(order.iter().map(|&(_, l)| l), f32::NEG_INFINITY) as f64;
-        let temperature = p.temperature as f64;
-        let weights = &mut self.weights;
+    /// The tokens that survive top-k, top-p and min-p, with their (unnormalised) probabilities
+    /// after temperature: most likely first when top-p has chosen them, else in id order.
+    pub fn candidates(&mut self, logits: &[f32]) -> (&[u32], &[f32]) {
+        let p = self.params;
+        let (ids, weights) = (&mut self.ids, &mut self.weights);
+        ids.clear();
         weights.clear();
-        weights.extend(order.iter().map(|&(id, l)| (id, ((l as f64 - max) / temperature).exp())));
+        let top_k = p.top_k as usize;
+        if top_k > 0 && top_k < logits.len() {
+            let order = &mut self.order;
+            order.clear();
+            order.extend(logits.iter().enumerate().map(|(i, &l)| (i as u32, l)));
+            order.select_nth_unstable_by(top_k - 1, |a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            order.truncate(top_k);
+            order.sort_unstable_by_key(|&(id, _)| id);
+            ids.extend(order.iter().map(|&(id, _)| id));
+            weights.extend(order.iter().map(|&(_, l)| l));
+        } else {
+            ids.extend(0..logits.len() as u32);
+            weights.extend_from_slice(logits);
+        }
+        let max = largest(weights.iter().copied(), f32::NEG_INFINITY);
+        kernels::exp_shifted(weights, max, 1.0 / p.temperature);
         if p.top_p < 1.0 {
-            let total: f64 = weights.iter().map(|&(_, w)| w).sum();
-            let mut cumulative = 0.0;
-            let keep = weights
-                .iter()
-                .position(|&(_, w)| {
-                    cumulative += w / total;
-                    cumulative >= p.top_p as f64
-                })
-                .map_or(weights.len(), |i| i + 1);
-            weights.truncate(keep);
+            self.keep_top_p();
         }
         if p.min_p > 0.0 {
-            // The most likely token survives every filter and has weight exp(0) = 1.
-            let floor = p.min_p as f64;
-            weights.retain(|&(_, w)| w >= floor);
+            // The most likely token survives every filter and has weight e^0 = 1.
+            self.keep(|w| w >= p.min_p);
         }
-        weights
+        (&self.ids, &self.weights)
+    }
+
+    /// Keeps the most likely candidates, most likely first (equal weights by id), up to the
+    /// first whose cumulative share of the total reaches top-p. Only those at least `floor` as
+    /// likely as the best are sorted; when they hold less than top-p, the floor goes down.
+    fn keep_top_p(&mut self) {
+        let (ids, weights, order) = (&mut self.ids, &mut self.weights, &mut self.order);
+        let total: f64 = weights.iter().map(|&w| w as f64).sum();
+        let mut floor = 1e-4f32;
+        loop {
+            order.clear();
+            order.extend(ids.iter().zip(weights.iter()).filter(|&(_, &w)| w >= floor).map(|(&id, &w)| (id, w)));
+            order.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            let mut cumulative = 0.0;
+            let reached = order.iter().position(|&(_, w)| {
+                cumulative += w as f64 / total;
+                cumulative >= self.params.top_p as f64
+            });
+            let keep = match reached {
+                Some(last) => last + 1,
+                None if floor == 0.0 => order.len(),
+                None => {
+                    floor = if floor > 1e-30 { floor * 1e-6 } else { 0.0 };
+                    continue;
+                }
+            };
+            ids.clear();
+            weights.clear();
+            ids.extend(order[..keep].iter().map(|&(id, _)| id));
+            weights.extend(order[..keep].iter().map(|&(_, w)| w));
+            return;
+        }
+    }
+
+    /// Keeps the candidates whose weight passes `test`, in their order.
+    fn keep(&mut self, test: impl Fn(f32) -> bool) {
+        let mut kept = 0;
+        for i in 0..self.weights.len() {
+            if test(self.weights[i]) {
+                (self.ids[kept], self.weights[kept]) = (self.ids[i], self.weights[i]);
+                kept += 1;
+            }
+        }
+        self.ids.truncate(kept);
+        self.weights.truncate(kept);
     }
 
     /// Divides positive logits of tokens seen in `history` by the penalty and multiplies
@@ -205,9 +244,7 @@ mod tests {
     #[test]
     fn filters_keep_exactly_what_they_should() {
         let logits = [0.0f32, 3.0, 2.0, 1.0, (0.05f32).ln() + 3.0];
-        let ids = |p: SamplingParams| -> Vec<u32> {
-            Sampler::new(p).unwrap().candidates(&logits).iter().map(|&(id, _)| id).collect()
-        };
+        let ids = |p: SamplingParams| -> Vec<u32> { Sampler::new(p).unwrap().candidates(&logits).0.to_vec() };
         // Without top-p the candidates keep id order; with it, the most likely come first.
         assert_eq!(ids(params(1.0, 2, 1.0, 0.0)), [1, 2]);
         assert_eq!(ids(params(1.0, 0, 1.0, 0.0)), [0, 1, 2, 3, 4]);
@@ -219,6 +256,49 @@ mod tests {
         // 0.05 and e^-3 go.
         assert_eq!(ids(params(1.0, 0, 1.0, 0.1)), [1, 2, 3]);
         assert_eq!(ids(params(1.0, 0, 0.999, 0.1)), [1, 2, 3]);
+    }
+
+    #[test]
+    fn top_k_keeps_what_a_full_sort_keeps() {
+        // Few distinct logits, so many tie: lower ids win ties.
+        let logits: Vec<f32> = (0..3_000).map(|i| ((i * 7919 % 13) as f32).sin().round()).collect();
+        for k in [1, 2, 7, 1_000, 2_999] {
+            let mut sorted: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &l)| (i as u32, l)).collect();
+            sorted.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            let mut want: Vec<u32> = sorted[..k].iter().map(|&(id, _)| id).collect();
+            want.sort();
+            let mut sampler = Sampler::new(params(1.0, k as u32, 1.0, 0.0)).unwrap();
+            assert_eq!(sampler.candidates(&logits).0, want, "top-k {k}");
+        }
+    }
+
+    #[test]
+    fn top_p_keeps_what_a_full_sort_keeps() {
+        // Top-p sorts only the likeliest candidates; here the first floor holds too little of
+        // the total (one leader and a long tail of equals) or everything (a flat spread).
+        let leader: Vec<f32> = (0..100_000).map(|i| if i == 777 { 10.0 } else { 0.0 }).collect();
+        let spread: Vec<f32> = (0..5_000).map(|i| (i as f32 * 0.37).sin()).collect();
+        for (logits, top_p, temperature) in
+            [(&leader, 0.5, 1.0), (&leader, 0.1, 1.0), (&spread, 0.9, 0.7), (&spread, 0.3, 2.0)]
+        {
+            let all = params(temperature, 0, 1.0, 0.0);
+            let (ids, weights) = {
+                let mut sampler = Sampler::new(all).unwrap();
+                let (ids, weights) = sampler.candidates(logits);
+                (ids.to_vec(), weights.to_vec())
+            };
+            let mut sorted: Vec<(u32, f32)> = ids.into_iter().zip(weights).collect();
+            sorted.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            let total: f64 = sorted.iter().map(|&(_, w)| w as f64).sum();
+            let mut cumulative = 0.0;
+            let keep = sorted.iter().position(|&(_, w)| {
+                cumulative += w as f64 / total;
+                cumulative >= top_p as f64
+            });
+            let want: Vec<u32> = sorted[..keep.unwrap() + 1].iter().map(|&(id, _)| id).collect();
+            let mut sampler = Sampler::new(params(temperature, 0, top_p, 0.0)).unwrap();
+            assert_eq!(sampler.candidates(logits).0, want, "top-p {top_p}");
+        }
     }
 
     #[test]

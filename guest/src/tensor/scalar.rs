@@ -74,6 +74,13 @@ pub fn gelu_tanh(values: &mut [f32]) {
     }
 }
 
+/// `v ← e^((v − shift)·scale)` in place: a softmax's weights, up to their sum.
+pub fn exp_shifted(values: &mut [f32], shift: f32, scale: f32) {
+    for v in values {
+        *v = exp((*v - shift) * scale);
+    }
+}
+
 /// `e^y` within two ulps: `2^n · p(r)` with `n = round(y / ln 2)`, `r = y − n·ln 2` (ln 2 in two
 /// parts, so `r` is exact) and `p(r) = 1 + r + r²·q(r)`, `q` from `super::EXP_POLY`. Below
 /// `super::EXP_MIN` (where `e^y` is no longer a normal float) the result is 0; above

@@ -334,22 +334,34 @@ pub fn quantize_q8_0(values: &mut [i8], scales: &mut [f32], x: &[f32]) {
     }
 }
 
-/// GPT-2's GELU in place (the twin of `scalar::gelu_tanh`, with the same bits): `x / (1 + e^y)`,
-/// four values at a time; a last partial group goes through a padded copy.
+/// GPT-2's GELU in place (the twin of `scalar::gelu_tanh`, with the same bits): `x / (1 + e^y)`.
 pub fn gelu_tanh(values: &mut [f32]) {
     let (a, b, one) = (f32x4_splat(super::GELU_A), f32x4_splat(super::GELU_B), f32x4_splat(1.0));
-    let gelu = |x: v128| f32x4_div(x, f32x4_add(one, exp(f32x4_mul(x, f32x4_add(a, f32x4_mul(b, f32x4_mul(x, x)))))));
+    map_in_place(values, |x| {
+        f32x4_div(x, f32x4_add(one, exp(f32x4_mul(x, f32x4_add(a, f32x4_mul(b, f32x4_mul(x, x)))))))
+    });
+}
+
+/// `v ← e^((v − shift)·scale)` in place (the twin of `scalar::exp_shifted`, with the same bits).
+pub fn exp_shifted(values: &mut [f32], shift: f32, scale: f32) {
+    let (shift, scale) = (f32x4_splat(shift), f32x4_splat(scale));
+    map_in_place(values, |v| exp(f32x4_mul(f32x4_sub(v, shift), scale)));
+}
+
+/// `f` over `values` in place, four at a time; a last partial group goes through a padded copy.
+#[inline(always)]
+fn map_in_place(values: &mut [f32], f: impl Fn(v128) -> v128) {
     let mut groups = values.chunks_exact_mut(4);
     for group in &mut groups {
         // SAFETY: a group has four floats.
-        unsafe { v128_store(group.as_mut_ptr().cast(), gelu(v128_load(group.as_ptr().cast()))) };
+        unsafe { v128_store(group.as_mut_ptr().cast(), f(v128_load(group.as_ptr().cast()))) };
     }
     let rest = groups.into_remainder();
     if !rest.is_empty() {
         let mut padded = [0.0f32; 4];
         padded[..rest.len()].copy_from_slice(rest);
         // SAFETY: `padded` has four floats.
-        unsafe { v128_store(padded.as_mut_ptr().cast(), gelu(v128_load(padded.as_ptr().cast()))) };
+        unsafe { v128_store(padded.as_mut_ptr().cast(), f(v128_load(padded.as_ptr().cast()))) };
         rest.copy_from_slice(&padded[..rest.len()]);
     }
 }
@@ -641,6 +653,22 @@ mod tests {
             super::gelu_tanh(&mut simd);
             scalar::gelu_tanh(&mut reference);
             assert_same_bits(&simd, &reference, &format!("{len} values"));
+        }
+    }
+
+    #[test]
+    fn shifted_exp_gives_the_scalar_twins_bits() {
+        // Logits around a maximum, exponents past both ends of exp's range, and lengths with a
+        // partial last group.
+        let mut x: Vec<f32> = values(203, 5).iter().map(|v| 30.0 * v).collect();
+        x.extend([0.0, -0.0, 12.5, -200.0, 1e6, -1e6]);
+        for (shift, scale) in [(12.5, 1.0), (12.5, 1.0 / 0.7), (-3.0, 50.0)] {
+            for len in [x.len(), x.len() - 1, x.len() - 2, 3] {
+                let (mut simd, mut reference) = (x[..len].to_vec(), x[..len].to_vec());
+                super::exp_shifted(&mut simd, shift, scale);
+                scalar::exp_shifted(&mut reference, shift, scale);
+                assert_same_bits(&simd, &reference, &format!("{len} values, shift {shift}, scale {scale}"));
+            }
         }
     }
 
