@@ -123,7 +123,15 @@ async fn serve(
     loop {
         let mut stream = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok((stream, _)) => {
+                    // Each SSE event goes out as it is written: with Nagle's algorithm a small
+                    // event waits for the client's delayed acknowledgement of the one before
+                    // (about 40 ms on Linux).
+                    if let Err(e) = stream.set_nodelay(true) {
+                        tracing::warn!("TCP_NODELAY: {e}");
+                    }
+                    stream
+                }
                 Err(e) => {
                     tracing::warn!("accept failed: {e}");
                     tokio::time::sleep(Duration::from_millis(50)).await;
