@@ -2,31 +2,37 @@
 
 use crate::error::{Error, Result};
 
-/// Keys and values of one block, `[S, C]` each, heads side by side.
+/// Keys and values of one block, one `[S, D]` buffer of each per head, so attending over one
+/// head's positions streams through contiguous memory.
 pub struct LayerCache {
-    keys: Vec<f32>,
-    values: Vec<f32>,
+    keys: Vec<Vec<f32>>,
+    values: Vec<Vec<f32>>,
     width: usize,
 }
 
 impl LayerCache {
-    /// Appends the keys and values of qkv `[T, 3C]` (columns C..2C and 2C..3C).
+    /// Appends the keys and values of qkv `[T, 3C]` (columns C..2C and 2C..3C, heads side by
+    /// side).
     pub fn append(&mut self, qkv: &[f32], t: usize) {
         let c = self.width;
+        let d = c / self.keys.len();
         for row in qkv.chunks_exact(3 * c).take(t) {
-            self.keys.extend_from_slice(&row[c..2 * c]);
-            self.values.extend_from_slice(&row[2 * c..]);
+            let (keys, values) = row[c..].split_at(c);
+            for (h, (key, value)) in keys.chunks_exact(d).zip(values.chunks_exact(d)).enumerate() {
+                self.keys[h].extend_from_slice(key);
+                self.values[h].extend_from_slice(value);
+            }
         }
     }
 
-    /// `[S, C]`
-    pub fn keys(&self) -> &[f32] {
-        &self.keys
+    /// Keys of head `h`: `[S, D]`
+    pub fn keys(&self, h: usize) -> &[f32] {
+        &self.keys[h]
     }
 
-    /// `[S, C]`
-    pub fn values(&self) -> &[f32] {
-        &self.values
+    /// Values of head `h`: `[S, D]`
+    pub fn values(&self, h: usize) -> &[f32] {
+        &self.values[h]
     }
 }
 
@@ -37,12 +43,12 @@ pub struct KvCache {
 }
 
 impl KvCache {
-    /// An empty cache for `n_layer` blocks of width `c`, with room reserved for `capacity`
-    /// positions so decoding never reallocates; an error when memory runs out.
-    pub fn try_new(n_layer: usize, c: usize, capacity: usize) -> Result<Self> {
+    /// An empty cache for `n_layer` blocks of `n_head` heads, width `c`, with room reserved for
+    /// `capacity` positions so decoding never reallocates; an error when memory runs out.
+    pub fn try_new(n_layer: usize, n_head: usize, c: usize, capacity: usize) -> Result<Self> {
         let buffer = || -> Result<Vec<f32>> {
             let mut v = Vec::new();
-            v.try_reserve_exact(capacity * c).map_err(|_| {
+            v.try_reserve_exact(capacity * (c / n_head)).map_err(|_| {
                 Error::request(format!(
                     "not enough memory for a KV cache of {capacity} positions ({} bytes)",
                     Self::bytes_for(n_layer, c, capacity)
@@ -50,8 +56,9 @@ impl KvCache {
             })?;
             Ok(v)
         };
+        let heads = || (0..n_head).map(|_| buffer()).collect::<Result<Vec<_>>>();
         let layers = (0..n_layer)
-            .map(|_| Ok(LayerCache { keys: buffer()?, values: buffer()?, width: c }))
+            .map(|_| Ok(LayerCache { keys: heads()?, values: heads()?, width: c }))
             .collect::<Result<Vec<_>>>()?;
         Ok(KvCache { layers, len: 0 })
     }

@@ -146,6 +146,7 @@ impl Model {
 
     /// An empty KV cache with room for `capacity` positions.
     pub fn new_cache(&self, capacity: usize) -> Result<KvCache> {
-        KvCache::try_new(self.gpt2.config.n_layer, self.gpt2.config.n_embd, capacity)
+        let c = &self.gpt2.config;
+        KvCache::try_new(c.n_layer, c.n_head, c.n_embd, capacity)
     }
 }

@@ -48,9 +48,9 @@ impl Attention {
             seq.cache.append(qkv, seq.t);
             let s = seq.start + seq.t;
             let probs = sized(&mut scratch.probs, self.n_head * seq.t * s); // [H, T_i, S]
-            scores::causal_softmax(qkv, seq.cache.keys(), seq.t, seq.start, self.n_head, probs, &mut trace);
+            scores::causal_softmax(qkv, seq.cache, seq.t, seq.start, self.n_head, probs, &mut trace);
             let context = &mut context[first * c..(first + seq.t) * c]; // [T_i, C]
-            output::weighted_values(probs, seq.cache.values(), seq.t, s, self.n_head, context);
+            output::weighted_values(probs, seq.cache, seq.t, s, self.n_head, context);
             first += seq.t;
         }
         self.output.forward(context, t, y, &mut scratch.quantized);

@@ -1,20 +1,22 @@
 //! Attention-weighted values and the output projection.
 
+use crate::cache::LayerCache;
 use crate::error::Result;
 use crate::layers::linear::Linear;
 use crate::tensor::{QuantizedRows, WeightFile, kernels};
 
-/// probs: `[H, T, S]`, values: `[S, C]` → context `[T, C]`, heads side by side:
-/// `context[t, h·D + e] = Σ_j probs[h, t, j] · values[j, h·D + e]`, where query t (at position
+/// probs: `[H, T, S]`, the cache's values `[S, D]` per head → context `[T, C]`, heads side by
+/// side: `context[t, h·D + e] = Σ_j probs[h, t, j] · values_h[j, e]`, where query t (at position
 /// S − T + t) sums over the keys it sees, j ≤ S − T + t.
-pub fn weighted_values(probs: &[f32], values: &[f32], t: usize, s: usize, n_head: usize, context: &mut [f32]) {
+pub fn weighted_values(probs: &[f32], cache: &LayerCache, t: usize, s: usize, n_head: usize, context: &mut [f32]) {
     let c = context.len() / t;
     let d = c / n_head;
     for h in 0..n_head {
+        let values = cache.values(h);
         for i in 0..t {
             let seen = s - t + i + 1;
             let out = &mut context[i * c + h * d..][..d];
-            kernels::weighted_sum(out, &probs[(h * t + i) * s..][..seen], &values[h * d..], c);
+            kernels::weighted_sum(out, &probs[(h * t + i) * s..][..seen], values, d);
         }
     }
 }

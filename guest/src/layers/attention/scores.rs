@@ -1,14 +1,16 @@
 //! Scaled, causally masked attention scores and their softmax.
 
+use crate::cache::LayerCache;
 use crate::layers::{Trace, record};
 use crate::tensor::{kernels, largest};
 
-/// qkv: `[T, 3C]` (queries in the first C columns), keys: `[S, C]` with S = start + T →
-/// probabilities `scores` `[H, T, S]`. Query t sits at position start + t and sees keys
-/// 0..=start+t; the rest are masked to −∞ (recorded as `scores_masked`) and get probability 0.
+/// qkv: `[T, 3C]` (queries in the first C columns), the cache's keys `[S, D]` per head with
+/// S = start + T → probabilities `scores` `[H, T, S]`. Query t sits at position start + t and
+/// sees keys 0..=start+t; the rest are masked to −∞ (recorded as `scores_masked`) and get
+/// probability 0.
 pub fn causal_softmax(
     qkv: &[f32],
-    keys: &[f32],
+    cache: &LayerCache,
     t: usize,
     start: usize,
     n_head: usize,
@@ -20,11 +22,12 @@ pub fn causal_softmax(
     let s = start + t;
     let scale = 1.0 / (d as f32).sqrt();
     for h in 0..n_head {
+        let keys = cache.keys(h);
         for i in 0..t {
             let q = &qkv[i * 3 * c + h * d..][..d];
             let (seen, masked) = scores[(h * t + i) * s..][..s].split_at_mut(start + i + 1);
             for (j, score) in seen.iter_mut().enumerate() {
-                *score = kernels::dot(q, &keys[j * c + h * d..][..d]) * scale;
+                *score = kernels::dot(q, &keys[j * d..][..d]) * scale;
             }
             masked.fill(f32::NEG_INFINITY);
         }
