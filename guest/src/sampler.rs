@@ -112,7 +112,7 @@ impl Sampler {
             let order = &mut self.order;
             order.clear();
             order.extend(logits.iter().enumerate().map(|(i, &l)| (i as u32, l)));
-            order.select_nth_unstable_by(top_k - 1, |a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            order.select_nth_unstable_by(top_k - 1, most_likely_first);
             order.truncate(top_k);
             order.sort_unstable_by_key(|&(id, _)| id);
             ids.extend(order.iter().map(|&(id, _)| id));
@@ -143,7 +143,7 @@ impl Sampler {
         loop {
             order.clear();
             order.extend(ids.iter().zip(weights.iter()).filter(|&(_, &w)| w >= floor).map(|(&id, &w)| (id, w)));
-            order.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            order.sort_unstable_by(most_likely_first);
             let mut cumulative = 0.0;
             let reached = order.iter().position(|&(_, w)| {
                 cumulative += w as f64 / total;
@@ -201,6 +201,12 @@ impl Sampler {
             }
         }
     }
+}
+
+/// The order of (id, logit or weight) pairs that top-k and top-p keep a prefix of: larger
+/// values first, and the lower id first among equals.
+fn most_likely_first(a: &(u32, f32), b: &(u32, f32)) -> std::cmp::Ordering {
+    b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
 }
 
 /// Index of the largest value; the first one among equals.
