@@ -348,10 +348,15 @@ pub fn exp_shifted(values: &mut [f32], shift: f32, scale: f32) {
     map_in_place(values, |v| exp(f32x4_mul(f32x4_sub(v, shift), scale)));
 }
 
-/// `f` over `values` in place, four at a time; a last partial group goes through a padded copy.
+/// `f` over `values` in place, 32 at a time, then four at a time; a last partial group goes
+/// through a padded copy.
 #[inline(always)]
-fn map_in_place(values: &mut [f32], f: impl Fn(v128) -> v128) {
-    let mut groups = values.chunks_exact_mut(4);
+fn map_in_place<F: Fn(v128) -> v128>(values: &mut [f32], f: F) {
+    let mut chunks = values.chunks_exact_mut(32);
+    for chunk in &mut chunks {
+        map_32(chunk.try_into().expect("32 values"), &f);
+    }
+    let mut groups = chunks.into_remainder().chunks_exact_mut(4);
     for group in &mut groups {
         // SAFETY: a group has four floats.
         unsafe { v128_store(group.as_mut_ptr().cast(), f(v128_load(group.as_ptr().cast()))) };
@@ -364,6 +369,26 @@ fn map_in_place(values: &mut [f32], f: impl Fn(v128) -> v128) {
         unsafe { v128_store(padded.as_mut_ptr().cast(), f(v128_load(padded.as_ptr().cast()))) };
         rest.copy_from_slice(&padded[..rest.len()]);
     }
+}
+
+/// `f` over 32 values, in a call of its own without a loop: in a loop, the engine's epoch check
+/// on the back-edge (its slow path a call that may clobber every vector register) makes
+/// cranelift store every constant of `f` to the stack and reload it on every turn.
+#[inline(never)]
+fn map_32<F: Fn(v128) -> v128>(values: &mut [f32; 32], f: &F) {
+    let mut group = |at: usize| {
+        // SAFETY: at + 4 <= 32.
+        unsafe { v128_store(values.as_mut_ptr().add(at).cast(), f(v128_load(values.as_ptr().add(at).cast()))) };
+    };
+    // Written out: LLVM would keep a loop of eight turns.
+    group(0);
+    group(4);
+    group(8);
+    group(12);
+    group(16);
+    group(20);
+    group(24);
+    group(28);
 }
 
 /// `e^y` in each lane, the twin of `scalar::exp` step for step.
