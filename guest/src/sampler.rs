@@ -1,7 +1,7 @@
 //! Token sampling: repetition penalty, temperature, top-k, top-p, min-p, then one seeded draw.
 
 use crate::error::{Error, Result};
-use crate::tensor::{kernels, largest};
+use crate::tensor::kernels;
 
 /// How the next token is drawn (mirrors the WIT `sampling`).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -71,14 +71,27 @@ pub struct Sampler {
     weights: Vec<f32>,
     /// Which ids the repetition penalty has already touched.
     seen: Vec<bool>,
+    /// Sums of `weights` in chunks of `DRAW_CHUNK`, for the draw.
+    chunk_sums: Vec<f64>,
 }
+
+/// Candidates per chunk of the draw's walk.
+const DRAW_CHUNK: usize = 256;
 
 impl Sampler {
     /// A sampler after checking `params`.
     pub fn new(params: SamplingParams) -> Result<Self> {
         params.validate()?;
         let rng = Rng::new(params.seed);
-        Ok(Sampler { params, rng, order: Vec::new(), ids: Vec::new(), weights: Vec::new(), seen: Vec::new() })
+        Ok(Sampler {
+            params,
+            rng,
+            order: Vec::new(),
+            ids: Vec::new(),
+            weights: Vec::new(),
+            seen: Vec::new(),
+            chunk_sums: Vec::new(),
+        })
     }
 
     /// Picks the next token from `logits` (modified in place); `history` is every token so far
@@ -89,13 +102,29 @@ impl Sampler {
             return argmax(logits);
         }
         self.candidates(logits);
-        let total: f64 = self.weights.iter().map(|&w| w as f64).sum();
-        let mut target = self.rng.next_f64() * total;
-        for (&id, &w) in self.ids.iter().zip(&self.weights) {
-            target -= w as f64;
-            if target < 0.0 {
-                return id;
+        self.draw()
+    }
+
+    /// One candidate, drawn in proportion to its weight. The weights are summed in chunks, so the
+    /// walk to the drawn one passes whole chunks by their sums and then steps through one.
+    fn draw(&mut self) -> u32 {
+        let sums = &mut self.chunk_sums;
+        sums.clear();
+        sums.extend(self.weights.chunks(DRAW_CHUNK).map(kernels::sum));
+        let mut target = self.rng.next_f64() * sums.iter().sum::<f64>();
+        let chunks = self.ids.chunks(DRAW_CHUNK).zip(self.weights.chunks(DRAW_CHUNK));
+        for ((ids, weights), &sum) in chunks.zip(sums.iter()) {
+            if target < sum {
+                for (&id, &w) in ids.iter().zip(weights) {
+                    target -= w as f64;
+                    if target < 0.0 {
+                        return id;
+                    }
+                }
+                // The steps' sum came out a rounding below the chunk's: its last candidate.
+                return ids[ids.len() - 1];
             }
+            target -= sum;
         }
         self.ids.last().copied().unwrap_or(0)
     }
@@ -121,7 +150,7 @@ impl Sampler {
             ids.extend(0..logits.len() as u32);
             weights.extend_from_slice(logits);
         }
-        let max = largest(weights.iter().copied(), f32::NEG_INFINITY);
+        let max = kernels::max(weights);
         kernels::exp_shifted(weights, max, 1.0 / p.temperature);
         if p.top_p < 1.0 {
             self.keep_top_p();
@@ -138,7 +167,7 @@ impl Sampler {
     /// likely as the best are sorted; when they hold less than top-p, the floor goes down.
     fn keep_top_p(&mut self) {
         let (ids, weights, order) = (&mut self.ids, &mut self.weights, &mut self.order);
-        let total: f64 = weights.iter().map(|&w| w as f64).sum();
+        let total = kernels::sum(weights);
         let mut floor = 1e-4f32;
         loop {
             order.clear();
@@ -228,23 +257,35 @@ mod tests {
         SamplingParams { temperature, top_k, top_p, min_p, repetition_penalty: 1.0, seed: 7 }
     }
 
-    #[test]
-    fn draws_follow_the_softmax() {
-        let logits = [1.0f32, 2.0, 0.5, -1.0, 3.0];
+    /// Draws `n` tokens from `logits` at temperature 1 and compares each token's share with its
+    /// softmax probability.
+    fn assert_draws_follow_the_softmax(logits: &[f32], n: usize) {
         let z: f64 = logits.iter().map(|&l| (l as f64).exp()).sum();
         let mut sampler = Sampler::new(params(1.0, 0, 1.0, 0.0)).unwrap();
-        let n = 200_000;
-        let mut counts = [0usize; 5];
+        let mut counts = vec![0usize; logits.len()];
         for _ in 0..n {
-            counts[sampler.sample(&mut logits.clone(), &[]) as usize] += 1;
+            counts[sampler.sample(&mut logits.to_vec(), &[]) as usize] += 1;
         }
         for (i, &count) in counts.iter().enumerate() {
             let expected = (logits[i] as f64).exp() / z;
             let observed = count as f64 / n as f64;
             // Five standard deviations of a binomial proportion.
             let tolerance = 5.0 * (expected * (1.0 - expected) / n as f64).sqrt();
-            assert!((observed - expected).abs() < tolerance, "token {i}: {observed} vs {expected}");
+            assert!((observed - expected).abs() <= tolerance, "token {i}: {observed} vs {expected}");
         }
+    }
+
+    #[test]
+    fn draws_follow_the_softmax() {
+        assert_draws_follow_the_softmax(&[1.0, 2.0, 0.5, -1.0, 3.0], 200_000);
+        // Over several chunks of the draw's walk: the likely tokens at both ends of a chunk and in
+        // the last, partial one; the rest all but impossible.
+        let mut logits = vec![-40.0f32; 3 * DRAW_CHUNK + 17];
+        for (id, logit) in [(0, 1.0), (DRAW_CHUNK - 1, 2.0), (DRAW_CHUNK, 0.5), (2 * DRAW_CHUNK + 3, 1.5)] {
+            logits[id] = logit;
+        }
+        *logits.last_mut().unwrap() = 2.5;
+        assert_draws_follow_the_softmax(&logits, 100_000);
     }
 
     #[test]

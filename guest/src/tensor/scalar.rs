@@ -96,6 +96,24 @@ pub fn exp(y: f32) -> f32 {
     if y < EXP_MIN { 0.0 } else { e * two_n }
 }
 
+/// The largest of `values`, −∞ when there are none; NaNs are passed over.
+pub fn max(values: &[f32]) -> f32 {
+    largest(values.iter().copied(), f32::NEG_INFINITY)
+}
+
+/// `Σ values` in f64, the way the SIMD twin adds: value i of the first `len − len % 4` into lane
+/// `i % 4`, the lanes as `(l0 + l1) + (l2 + l3)`, then the rest in order.
+pub fn sum(values: &[f32]) -> f64 {
+    let mut groups = values.chunks_exact(4);
+    let mut lanes = [0.0f64; 4];
+    for group in &mut groups {
+        for (lane, &v) in lanes.iter_mut().zip(group) {
+            *lane += v as f64;
+        }
+    }
+    groups.remainder().iter().fold((lanes[0] + lanes[1]) + (lanes[2] + lanes[3]), |s, &v| s + v as f64)
+}
+
 /// `Σ a[i]·b[i]` over the shorter of the two.
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()

@@ -437,6 +437,40 @@ fn horizontal_sum(v: v128) -> f32 {
         + (f32x4_extract_lane::<2>(v) + f32x4_extract_lane::<3>(v))
 }
 
+/// The largest of `values`, −∞ when there are none; NaNs are passed over (the twin of
+/// `scalar::max`: the same value, of either sign when it is zero).
+pub fn max(values: &[f32]) -> f32 {
+    let mut groups = values.chunks_exact(4);
+    // `pmax(m, v)` is `m < v ? v : m`: it keeps m when v is NaN, as the scalar comparison does.
+    let lanes = (&mut groups).fold(f32x4_splat(f32::NEG_INFINITY), |m, group| {
+        // SAFETY: a group has four floats.
+        f32x4_pmax(m, unsafe { v128_load(group.as_ptr().cast()) })
+    });
+    let lanes = [
+        f32x4_extract_lane::<0>(lanes),
+        f32x4_extract_lane::<1>(lanes),
+        f32x4_extract_lane::<2>(lanes),
+        f32x4_extract_lane::<3>(lanes),
+    ];
+    super::largest(lanes.into_iter().chain(groups.remainder().iter().copied()), f32::NEG_INFINITY)
+}
+
+/// `Σ values` in f64, four lanes in two `f64x2` (the twin of `scalar::sum`, with the same bits).
+pub fn sum(values: &[f32]) -> f64 {
+    let mut groups = values.chunks_exact(4);
+    let (low, high) = (&mut groups).fold((f64x2_splat(0.0), f64x2_splat(0.0)), |(low, high), group| {
+        // SAFETY: a group has four floats.
+        let v = unsafe { v128_load(group.as_ptr().cast()) };
+        (
+            f64x2_add(low, f64x2_promote_low_f32x4(v)),
+            f64x2_add(high, f64x2_promote_low_f32x4(i32x4_shuffle::<2, 3, 2, 3>(v, v))),
+        )
+    });
+    let lanes = (f64x2_extract_lane::<0>(low) + f64x2_extract_lane::<1>(low))
+        + (f64x2_extract_lane::<0>(high) + f64x2_extract_lane::<1>(high));
+    groups.remainder().iter().fold(lanes, |s, &v| s + v as f64)
+}
+
 /// `Σ a[i]·b[i]` over the shorter of the two.
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let len = a.len().min(b.len());
@@ -709,6 +743,26 @@ mod tests {
             scalar::weighted_sum(&mut reference, &weights, &rows, stride);
             assert_same_bits(&simd, &reference, &format!("{len} outputs of {count} rows"));
         }
+    }
+
+    #[test]
+    fn max_and_sum_match_the_scalar_twins() {
+        // Lengths with and without a partial last group; a NaN, infinities, and the largest
+        // value in the tail.
+        let finite = values(1003, 6);
+        let mut x = finite.clone();
+        x[17] = f32::NAN;
+        x[500] = f32::NEG_INFINITY;
+        for len in [0, 1, 3, 4, 5, 64, 1001, 1003] {
+            assert_eq!(super::max(&x[..len]), scalar::max(&x[..len]), "max of {len}");
+            let v = &finite[..len];
+            assert_eq!(super::sum(v).to_bits(), scalar::sum(v).to_bits(), "sum of {len}");
+        }
+        x[1002] = 7.5;
+        assert_eq!(super::max(&x), 7.5);
+        assert_eq!(scalar::max(&x), 7.5);
+        assert_eq!(super::max(&[f32::NAN, -3.0]), -3.0);
+        assert_eq!(super::max(&[1.0, f32::INFINITY, 2.0, 0.0, 5.0]), f32::INFINITY);
     }
 
     #[test]

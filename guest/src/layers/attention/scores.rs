@@ -2,7 +2,7 @@
 
 use crate::cache::LayerCache;
 use crate::layers::{Trace, record};
-use crate::tensor::{kernels, largest};
+use crate::tensor::kernels;
 
 /// qkv: `[T, 3C]` (queries in the first C columns), the cache's keys `[S, D]` per head with
 /// S = start + T → probabilities `scores` `[H, T, S]`. Query t sits at position start + t and
@@ -43,7 +43,7 @@ pub fn causal_softmax(
 
 /// Softmax of one row; −∞ entries become 0.
 pub fn softmax_in_place(row: &mut [f32]) {
-    let max = largest(row.iter().copied(), f32::NEG_INFINITY);
+    let max = kernels::max(row);
     let mut sum = 0.0f32;
     for v in row.iter_mut() {
         *v = (*v - max).exp();
