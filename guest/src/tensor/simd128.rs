@@ -187,17 +187,14 @@ pub fn matmul_q8_0(
     n: usize,
 ) {
     let (row_bytes, blocks) = super::check_q8_0_shapes(out, stride, x, w, bias, rows, k, n);
-    for j in 0..n {
-        let (w_row, w_scales) =
-            (&w.blocks[j * row_bytes..(j + 1) * row_bytes], &w.scales[j * blocks..(j + 1) * blocks]);
+    if rows == 1 {
+        matvec_q8_0(&mut out[..n], x, w, bias, k, n);
+        return;
+    }
+    let weight_rows =
+        w.blocks[..n * row_bytes].chunks_exact(row_bytes).zip(w.scales[..n * blocks].chunks_exact(blocks));
+    for (j, (w_row, w_scales)) in weight_rows.enumerate() {
         let output = |acc: v128| horizontal_sum(acc) + bias.map_or(0.0, |b| b[j]);
-        if rows == 1 {
-            // Decode, without entering the loops below: each loop entry is an epoch check.
-            // (An `if` for the last row in place of the one-row loop below measured no gain.)
-            let [acc] = row_dots::<1>(w_row, w_scales, x, 0, k, blocks);
-            out[j] = output(acc);
-            continue;
-        }
         let mut t = 0;
         // Two input rows at a time share the weight row's loads.
         while t + 2 <= rows {
@@ -207,11 +204,24 @@ pub fn matmul_q8_0(
             }
             t += 2;
         }
-        while t < rows {
+        if t < rows {
             let [acc] = row_dots::<1>(w_row, w_scales, x, t, k, blocks);
             out[t * stride + j] = output(acc);
-            t += 1;
         }
+    }
+}
+
+/// `matmul_q8_0` for one input row (decode), in a function of its own: the loop over the
+/// weight rows then keeps its few values in registers.
+#[inline(never)]
+fn matvec_q8_0(out: &mut [f32], x: &QuantizedRows, w: Q8Rows, bias: Option<&[f32]>, k: usize, n: usize) {
+    let blocks = k / 32;
+    let weight_rows =
+        w.blocks[..34 * blocks * n].chunks_exact(34 * blocks).zip(w.scales[..blocks * n].chunks_exact(blocks));
+    let bias = bias.map(|b| &b[..n]);
+    for (j, (out, (w_row, w_scales))) in out.iter_mut().zip(weight_rows).enumerate() {
+        let [acc] = row_dots::<1>(w_row, w_scales, x, 0, k, blocks);
+        *out = horizontal_sum(acc) + bias.map_or(0.0, |b| b[j]);
     }
 }
 
