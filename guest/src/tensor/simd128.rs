@@ -187,12 +187,12 @@ pub fn matmul_q8_0(
     n: usize,
 ) {
     let (row_bytes, blocks) = super::check_q8_0_shapes(out, stride, x, w, bias, rows, k, n);
-    if rows == 1 {
-        matvec_q8_0(&mut out[..n], x, w, bias, k, n);
-        return;
-    }
     let weight_rows =
         w.blocks[..n * row_bytes].chunks_exact(row_bytes).zip(w.scales[..n * blocks].chunks_exact(blocks));
+    if rows == 1 {
+        matvec_q8_0(&mut out[..n], x, weight_rows, bias.map(|b| &b[..n]), k);
+        return;
+    }
     for (j, (w_row, w_scales)) in weight_rows.enumerate() {
         let output = |acc: v128| horizontal_sum(acc) + bias.map_or(0.0, |b| b[j]);
         let mut t = 0;
@@ -211,14 +211,18 @@ pub fn matmul_q8_0(
     }
 }
 
-/// `matmul_q8_0` for one input row (decode), in a function of its own: the loop over the
-/// weight rows then keeps its few values in registers.
+/// `matmul_q8_0` for one input row (decode) against `weight_rows` (each a row's blocks and its
+/// scales), in a function of its own: the loop over the rows then keeps its few values in
+/// registers.
 #[inline(never)]
-fn matvec_q8_0(out: &mut [f32], x: &QuantizedRows, w: Q8Rows, bias: Option<&[f32]>, k: usize, n: usize) {
+fn matvec_q8_0<'w>(
+    out: &mut [f32],
+    x: &QuantizedRows,
+    weight_rows: impl Iterator<Item = (&'w [u8], &'w [f32])>,
+    bias: Option<&[f32]>,
+    k: usize,
+) {
     let blocks = k / 32;
-    let weight_rows =
-        w.blocks[..34 * blocks * n].chunks_exact(34 * blocks).zip(w.scales[..blocks * n].chunks_exact(blocks));
-    let bias = bias.map(|b| &b[..n]);
     for (j, (out, (w_row, w_scales))) in out.iter_mut().zip(weight_rows).enumerate() {
         let [acc] = row_dots::<1>(w_row, w_scales, x, 0, k, blocks);
         *out = horizontal_sum(acc) + bias.map_or(0.0, |b| b[j]);
