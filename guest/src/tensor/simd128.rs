@@ -324,13 +324,7 @@ pub fn quantize_q8_0(values: &mut [i8], scales: &mut [f32], x: &[f32]) {
         let v: [v128; 8] = core::array::from_fn(|i| unsafe { v128_load(block.as_ptr().add(4 * i).cast()) });
         // `pmax(m, a)` keeps m when a is NaN, as the scalar comparison does.
         let max = v.iter().fold(f32x4_splat(0.0), |m, &a| f32x4_pmax(m, f32x4_abs(a)));
-        let lanes = [
-            f32x4_extract_lane::<0>(max),
-            f32x4_extract_lane::<1>(max),
-            f32x4_extract_lane::<2>(max),
-            f32x4_extract_lane::<3>(max),
-        ];
-        let d = super::largest(lanes, 0.0) / 127.0;
+        let d = super::largest(lanes(max), 0.0) / 127.0;
         let inverse = f32x4_splat(if d == 0.0 { 0.0 } else { 1.0 / d });
         let ints: [v128; 8] = v.map(|v| {
             let p = f32x4_mul(v, inverse);
@@ -444,11 +438,17 @@ fn broadcast(v: v128, lane: usize) -> v128 {
     }
 }
 
+/// The four floats of `v`.
+#[inline(always)]
+fn lanes(v: v128) -> [f32; 4] {
+    [f32x4_extract_lane::<0>(v), f32x4_extract_lane::<1>(v), f32x4_extract_lane::<2>(v), f32x4_extract_lane::<3>(v)]
+}
+
 /// `(v0 + v1) + (v2 + v3)`.
 #[inline(always)]
 fn horizontal_sum(v: v128) -> f32 {
-    (f32x4_extract_lane::<0>(v) + f32x4_extract_lane::<1>(v))
-        + (f32x4_extract_lane::<2>(v) + f32x4_extract_lane::<3>(v))
+    let [v0, v1, v2, v3] = lanes(v);
+    (v0 + v1) + (v2 + v3)
 }
 
 /// The largest of `values`, −∞ when there are none; NaNs are passed over (the twin of
@@ -456,17 +456,11 @@ fn horizontal_sum(v: v128) -> f32 {
 pub fn max(values: &[f32]) -> f32 {
     let mut groups = values.chunks_exact(4);
     // `pmax(m, v)` is `m < v ? v : m`: it keeps m when v is NaN, as the scalar comparison does.
-    let lanes = (&mut groups).fold(f32x4_splat(f32::NEG_INFINITY), |m, group| {
+    let max = (&mut groups).fold(f32x4_splat(f32::NEG_INFINITY), |m, group| {
         // SAFETY: a group has four floats.
         f32x4_pmax(m, unsafe { v128_load(group.as_ptr().cast()) })
     });
-    let lanes = [
-        f32x4_extract_lane::<0>(lanes),
-        f32x4_extract_lane::<1>(lanes),
-        f32x4_extract_lane::<2>(lanes),
-        f32x4_extract_lane::<3>(lanes),
-    ];
-    super::largest(lanes.into_iter().chain(groups.remainder().iter().copied()), f32::NEG_INFINITY)
+    super::largest(lanes(max).into_iter().chain(groups.remainder().iter().copied()), f32::NEG_INFINITY)
 }
 
 /// `Σ values` in f64, four lanes in two `f64x2` (the twin of `scalar::sum`, with the same bits).
