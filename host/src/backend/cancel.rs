@@ -43,15 +43,24 @@ impl CancelGuard {
     pub fn is_cancelled(&self) -> bool {
         self.flag.load(Ordering::Relaxed)
     }
+
+    /// Takes the job off the active list, so a new job may register its id: when the job sends
+    /// its terminal event (its client may reuse the id at once), and at the latest when the
+    /// guard is dropped. A later call leaves alone a new job registered under the same id.
+    pub fn release(&self) {
+        let mut state = self.registry.lock();
+        if state.active.get(&self.job_id).is_some_and(|flag| Arc::ptr_eq(flag, &self.flag)) {
+            state.active.remove(&self.job_id);
+            if state.active.is_empty() {
+                self.registry.emptied.notify_waiters();
+            }
+        }
+    }
 }
 
 impl Drop for CancelGuard {
     fn drop(&mut self) {
-        let mut state = self.registry.lock();
-        state.active.remove(&self.job_id);
-        if state.active.is_empty() {
-            self.registry.emptied.notify_waiters();
-        }
+        self.release();
     }
 }
 
@@ -130,6 +139,21 @@ mod tests {
         assert_eq!(registry.register("b").err(), Some(RegisterError::Closed));
         assert!(registry.cancel("a") && first.is_cancelled());
         drop(first);
+        assert!(registry.is_empty());
+    }
+
+    #[test]
+    fn a_released_id_registers_again_and_the_old_guard_leaves_the_new_job_alone() {
+        let registry = Arc::new(CancelRegistry::default());
+        let first = registry.register("a").unwrap();
+        first.release();
+        assert!(registry.is_empty());
+        let second = registry.register("a").expect("a released id registers again");
+        first.release();
+        drop(first);
+        assert_eq!(registry.len(), 1, "the first guard removed the second job");
+        assert!(registry.cancel("a") && second.is_cancelled());
+        drop(second);
         assert!(registry.is_empty());
     }
 }

@@ -74,6 +74,8 @@ impl Job {
             self.ended.store(true, Ordering::SeqCst);
             self.metrics.finished(code);
             Metrics::observe(&self.metrics.e2e_request_latency, self.arrived.elapsed());
+            // Before the client can see the end: it may send its next job under the same id.
+            self.cancel.release();
         }
         // A closed channel means the client left; the next `should_stop` notices.
         let _ = self.events.send(event);
