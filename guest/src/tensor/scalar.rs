@@ -114,8 +114,17 @@ pub fn sum(values: &[f32]) -> f64 {
     groups.remainder().iter().fold((lanes[0] + lanes[1]) + (lanes[2] + lanes[3]), |s, &v| s + v as f64)
 }
 
+/// `out[j] = (q · rows[j·D..(j+1)·D]) · scale` for D = q.len() > 0.
+pub fn scaled_dots(out: &mut [f32], q: &[f32], rows: &[f32], scale: f32) {
+    let d = q.len();
+    assert!(d > 0 && rows.len() >= out.len() * d);
+    for (out, row) in out.iter_mut().zip(rows.chunks_exact(d)) {
+        *out = dot(q, row) * scale;
+    }
+}
+
 /// `Σ a[i]·b[i]` over the shorter of the two.
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 

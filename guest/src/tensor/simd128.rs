@@ -479,8 +479,31 @@ pub fn sum(values: &[f32]) -> f64 {
     groups.remainder().iter().fold(lanes, |s, &v| s + v as f64)
 }
 
+/// `out[j] = (q · rows[j·D..(j+1)·D]) · scale` for D = q.len() > 0: one query's attention scores
+/// against a head's keys (the twin of `scalar::scaled_dots`, within rounding).
+pub fn scaled_dots(out: &mut [f32], q: &[f32], rows: &[f32], scale: f32) {
+    let d = q.len();
+    assert!(d > 0 && rows.len() >= out.len() * d);
+    // GPT-2's head width at every size. A width known here unrolls `dot`'s loop, so no loop
+    // back-edge, where the engine's epoch check makes cranelift store and reload the sums, sits
+    // inside a key.
+    if d == 64 {
+        scaled_dots_of_width(out, q, rows, 64, scale);
+    } else {
+        scaled_dots_of_width(out, q, rows, d, scale);
+    }
+}
+
+#[inline(always)]
+fn scaled_dots_of_width(out: &mut [f32], q: &[f32], rows: &[f32], d: usize, scale: f32) {
+    for (out, row) in out.iter_mut().zip(rows.chunks_exact(d)) {
+        *out = dot(&q[..d], row) * scale;
+    }
+}
+
 /// `Σ a[i]·b[i]` over the shorter of the two.
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
     let len = a.len().min(b.len());
     let len16 = len - len % 16;
     let mut acc = [f32x4_splat(0.0); 4];
@@ -774,11 +797,14 @@ mod tests {
     }
 
     #[test]
-    fn dot_matches_scalar() {
-        for len in [0, 1, 3, 4, 15, 16, 17, 64, 100] {
-            let a = values(len, len as u64);
-            let b = values(len, 1000 + len as u64);
-            assert_close(&[super::dot(&a, &b)], &[scalar::dot(&a, &b)], len.max(1));
+    fn scaled_dots_match_the_scalar_twin() {
+        for d in [1, 3, 4, 15, 16, 17, 64, 100] {
+            let q = values(d, d as u64);
+            let rows = values(5 * d, 1000 + d as u64);
+            let (mut simd, mut reference) = (vec![0.0; 5], vec![0.0; 5]);
+            super::scaled_dots(&mut simd, &q, &rows, 0.125);
+            scalar::scaled_dots(&mut reference, &q, &rows, 0.125);
+            assert_close(&simd, &reference, d);
         }
     }
 }

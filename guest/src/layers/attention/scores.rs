@@ -26,9 +26,7 @@ pub fn causal_softmax(
         for i in 0..t {
             let q = &qkv[i * 3 * c + h * d..][..d];
             let (seen, masked) = scores[(h * t + i) * s..][..s].split_at_mut(start + i + 1);
-            for (j, score) in seen.iter_mut().enumerate() {
-                *score = kernels::dot(q, &keys[j * d..][..d]) * scale;
-            }
+            kernels::scaled_dots(seen, q, keys, scale);
             masked.fill(f32::NEG_INFINITY);
         }
     }
