@@ -2,7 +2,7 @@
 //!
 //! The matrix product works on register tiles: each step loads four floats of a few input rows
 //! and a few weight rows and updates one accumulator per (row, weight) pair. Eight accumulators
-//! (4 rows × 2 weights) is what cranelift keeps in registers without spilling; one input row
+//! (2 rows × 4 weights) is what cranelift keeps in registers without spilling; one input row
 //! (decode) uses 1 × 8, streaming eight weight rows at once, then 1 × 4 for what is left.
 
 use super::{Q8Rows, QuantizedRows};
@@ -30,18 +30,18 @@ pub fn matmul(
         }
     };
     let mut j = 0;
-    if rows >= 4 {
-        while j + 2 <= n {
+    if rows >= 2 {
+        while j + 4 <= n {
             let mut t = 0;
-            while t + 4 <= rows {
-                store(&tile::<4, 2, 8>(x, w, k, t, j), 4, 2, t, j);
-                t += 4;
+            while t + 2 <= rows {
+                store(&tile::<2, 4, 8>(x, w, k, t, j), 2, 4, t, j);
+                t += 2;
             }
             while t < rows {
-                store(&tile::<1, 2, 2>(x, w, k, t, j), 1, 2, t, j);
+                store(&tile::<1, 4, 4>(x, w, k, t, j), 1, 4, t, j);
                 t += 1;
             }
-            j += 2;
+            j += 4;
         }
     } else {
         while j + 8 <= n {
@@ -78,7 +78,7 @@ fn tile<const T: usize, const N: usize, const TN: usize>(
     let mut acc = [f32x4_splat(0.0); TN];
     let k4 = k - k % 4;
     // Four floats of every row into the accumulators; the caller keeps p + 4 <= k.
-    let mut step = |p: usize| {
+    let step = |acc: &mut [v128; TN], p: usize| {
         let mut xv = [f32x4_splat(0.0); T];
         for (a, v) in xv.iter_mut().enumerate() {
             // SAFETY: row t0 + a < rows and p + 4 <= k, so the 16 bytes lie inside x.
@@ -93,17 +93,22 @@ fn tile<const T: usize, const N: usize, const TN: usize>(
         }
     };
     // Sixteen floats per loop turn: the engine's epoch check on each loop back-edge makes
-    // cranelift store and reload the accumulators there, so fewer turns spill less.
+    // cranelift store and reload the accumulators there, so fewer turns spill less. Each step is
+    // settled before the next one's loads, or every load of the turn would wait in a register
+    // (or on the stack) for the arithmetic.
     let mut p = 0;
     while p + 16 <= k4 {
-        step(p);
-        step(p + 4);
-        step(p + 8);
-        step(p + 12);
+        step(&mut acc, p);
+        settle(&acc);
+        step(&mut acc, p + 4);
+        settle(&acc);
+        step(&mut acc, p + 8);
+        settle(&acc);
+        step(&mut acc, p + 12);
         p += 16;
     }
     while p < k4 {
-        step(p);
+        step(&mut acc, p);
         p += 4;
     }
     let mut result = [0.0f32; TN];
