@@ -491,7 +491,9 @@ pub fn scaled_dots(out: &mut [f32], q: &[f32], rows: &[f32], scale: f32) {
     assert!(d > 0 && rows.len() >= out.len() * d);
     // GPT-2's head width at every size. A width known here unrolls `dot`'s loop, so no loop
     // back-edge, where the engine's epoch check makes cranelift store and reload the sums, sits
-    // inside a key.
+    // inside a key. The query goes through `black_box` for each key: hoisted out of the loop,
+    // its sixteen vectors would not fit in registers and would be stored back to the stack at
+    // every key's back-edge.
     if d == 64 {
         scaled_dots_of_width(out, q, rows, 64, scale);
     } else {
@@ -502,7 +504,7 @@ pub fn scaled_dots(out: &mut [f32], q: &[f32], rows: &[f32], scale: f32) {
 #[inline(always)]
 fn scaled_dots_of_width(out: &mut [f32], q: &[f32], rows: &[f32], d: usize, scale: f32) {
     for (out, row) in out.iter_mut().zip(rows.chunks_exact(d)) {
-        *out = dot(&q[..d], row) * scale;
+        *out = dot(&core::hint::black_box(q)[..d], row) * scale;
     }
 }
 
@@ -520,6 +522,8 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
                 unsafe { (v128_load(a.as_ptr().add(p + 4 * i).cast()), v128_load(b.as_ptr().add(p + 4 * i).cast())) };
             *lane = f32x4_add(*lane, f32x4_mul(va, vb));
         }
+        // Or every load of an unrolled loop would come first and wait for the arithmetic.
+        settle(&acc);
         p += 16;
     }
     let sum = f32x4_add(f32x4_add(acc[0], acc[1]), f32x4_add(acc[2], acc[3]));
