@@ -501,6 +501,7 @@ pub fn scaled_dots(out: &mut [f32], q: &[f32], rows: &[f32], scale: f32) {
     }
 }
 
+/// `scaled_dots` with the width `d` passed on, so a constant one reaches `dot`.
 #[inline(always)]
 fn scaled_dots_of_width(out: &mut [f32], q: &[f32], rows: &[f32], d: usize, scale: f32) {
     for (out, row) in out.iter_mut().zip(rows.chunks_exact(d)) {
