@@ -191,11 +191,37 @@ pub fn matmul_q8_0(
     k: usize,
     n: usize,
 ) {
-    let (row_bytes, blocks) = super::check_q8_0_shapes(out, stride, x, w, bias, rows, k, n);
+    super::check_q8_0_shapes(out, stride, x, w, bias, rows, k, n);
+    // The widths of GPT-2 124M and of the bundled model, and 355M's, get copies of their own in
+    // which the width is a constant: a row's block loop is then straight-line code.
+    match k {
+        256 => product_q8_0::<256>(out, stride, x, w, bias, rows, k, n),
+        768 => product_q8_0::<768>(out, stride, x, w, bias, rows, k, n),
+        1024 => product_q8_0::<1024>(out, stride, x, w, bias, rows, k, n),
+        _ => product_q8_0::<0>(out, stride, x, w, bias, rows, k, n),
+    }
+}
+
+/// `matmul_q8_0` once its shapes are checked; `K` is the row width when it is a constant, 0 when
+/// it is `k`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn product_q8_0<const K: usize>(
+    out: &mut [f32],
+    stride: usize,
+    x: &QuantizedRows,
+    w: Q8Rows,
+    bias: Option<&[f32]>,
+    rows: usize,
+    k: usize,
+    n: usize,
+) {
+    let k = if K == 0 { k } else { K };
+    let (blocks, row_bytes) = (k / 32, k / 32 * 34);
     let weight_rows =
         w.blocks[..n * row_bytes].chunks_exact(row_bytes).zip(w.scales[..n * blocks].chunks_exact(blocks));
     if rows == 1 {
-        matvec_q8_0(&mut out[..n], x, weight_rows, bias.map(|b| &b[..n]), k);
+        matvec_q8_0::<K>(&mut out[..n], x, weight_rows, bias.map(|b| &b[..n]), k);
         return;
     }
     for (j, (w_row, w_scales)) in weight_rows.enumerate() {
@@ -218,15 +244,16 @@ pub fn matmul_q8_0(
 
 /// `matmul_q8_0` for one input row (decode) against `weight_rows` (each a row's blocks and its
 /// scales), in a function of its own: the loop over the rows then keeps its few values in
-/// registers.
+/// registers. `K` is the row width when it is a constant, 0 when it is `k`.
 #[inline(never)]
-fn matvec_q8_0<'w>(
+fn matvec_q8_0<'w, const K: usize>(
     out: &mut [f32],
     x: &QuantizedRows,
     weight_rows: impl Iterator<Item = (&'w [u8], &'w [f32])>,
     bias: Option<&[f32]>,
     k: usize,
 ) {
+    let k = if K == 0 { k } else { K };
     let blocks = k / 32;
     for (j, (out, (w_row, w_scales))) in out.iter_mut().zip(weight_rows).enumerate() {
         let [acc] = row_dots::<1>(w_row, w_scales, x, 0, k, blocks);
@@ -284,8 +311,8 @@ fn row_dots<const T: usize>(
             *acc = f32x4_add(*acc, f32x4_mul(f32x4_convert_i32x4(sum), broadcast(scales, u % 4)));
         }
     };
-    // Eight blocks per loop turn: the engine's epoch check on each loop back-edge has a call on
-    // its slow path that may clobber every vector register, so cranelift stores and reloads the
+    // Eight blocks per turn: the engine's epoch check on each loop back-edge has a call on its
+    // slow path that may clobber every vector register, so cranelift stores and reloads the
     // accumulators around it, and that store-to-load latency sits on their dependency chain.
     let four = |acc: &mut [v128; T], at: Starts<T>, u: usize| {
         let (_, w_scale, _, x_scales) = at;
@@ -301,12 +328,38 @@ fn row_dots<const T: usize>(
         block(acc, at, u + 3, scales);
     };
     let mut acc = [f32x4_splat(0.0); T];
+    // Blocks u..u + 8 from `at`.
+    let turn = |acc: &mut [v128; T], at: Starts<T>, u: usize| {
+        four(acc, at, u);
+        settle(acc);
+        four(acc, at, u + 4);
+        settle(acc);
+    };
+    // The first four turns (rows up to 1024 wide: GPT-2 124M's and the bundled model's, their
+    // LM heads included) are straight-line code, without a loop back-edge and its spills; where
+    // the width is a constant (`matmul_q8_0`'s copies), so are the branches. They share one
+    // start, so each turn's loads have offsets of their own: turns that differed only in their
+    // starts would be merged back into one copy with jumps between them.
     let mut b = 0;
+    if blocks >= 8 {
+        let at = starts(0);
+        turn(&mut acc, at, 0);
+        b = 8;
+        if blocks >= 16 {
+            turn(&mut acc, at, 8);
+            b = 16;
+            if blocks >= 24 {
+                turn(&mut acc, at, 16);
+                b = 24;
+                if blocks >= 32 {
+                    turn(&mut acc, at, 24);
+                    b = 32;
+                }
+            }
+        }
+    }
     while b + 8 <= blocks {
-        let at = starts(b);
-        four(&mut acc, at, 0);
-        settle(&acc);
-        four(&mut acc, at, 4);
+        turn(&mut acc, starts(b), 0);
         b += 8;
     }
     while b < blocks {
@@ -699,6 +752,15 @@ mod tests {
             (8, 768, 6),
             (1, 256, 3),
             (3, 416, 5),
+            // The widths with copies of their own (256, 768, 1024: one, three and four
+            // straight-line turns), for one input row and for pairs and a single one after them,
+            // and past four turns with a rest.
+            (3, 256, 4),
+            (1, 768, 5),
+            (1, 1024, 3),
+            (3, 1024, 4),
+            (1, 1312, 3),
+            (2, 1312, 2),
         ]
         .iter()
         .enumerate()
