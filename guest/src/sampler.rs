@@ -238,15 +238,13 @@ fn most_likely_first(a: &(u32, f32), b: &(u32, f32)) -> std::cmp::Ordering {
     b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
 }
 
-/// Index of the largest value; the first one among equals.
+/// Index of the largest value, the first one among equals; NaNs are passed over, but a NaN in
+/// first place is the answer (0 for no values).
 pub fn argmax(values: &[f32]) -> u32 {
-    let (mut best, mut best_value) = (0, values.first().copied().unwrap_or(0.0));
-    for (i, &v) in values.iter().enumerate() {
-        if v > best_value {
-            (best, best_value) = (i, v);
-        }
+    match values.first() {
+        Some(first) if !first.is_nan() => kernels::position(values, kernels::max(values)).unwrap_or(0) as u32,
+        _ => 0,
     }
-    best as u32
 }
 
 #[cfg(test)]
@@ -346,6 +344,23 @@ mod tests {
             let mut sampler = Sampler::new(params(temperature, 0, top_p, 0.0)).unwrap();
             assert_eq!(sampler.candidates(logits).0, want, "top-p {top_p}");
         }
+    }
+
+    #[test]
+    fn argmax_takes_the_first_largest() {
+        let mut logits: Vec<f32> = (0..1000).map(|i| ((i * 37) % 101) as f32).collect();
+        // 100.0 comes back every 101 values.
+        let first = (0..1000).position(|i| (i * 37) % 101 == 100).unwrap();
+        assert_eq!(argmax(&logits), first as u32);
+        logits[first] = f32::NAN;
+        let second = (first + 1..1000).position(|i| (i * 37) % 101 == 100).unwrap() + first + 1;
+        assert_eq!(argmax(&logits), second as u32, "a NaN is passed over");
+        logits[999] = f32::INFINITY;
+        assert_eq!(argmax(&logits), 999);
+        assert_eq!(argmax(&[f32::NAN, 1.0, 2.0]), 0, "a NaN in first place stays");
+        assert_eq!(argmax(&[f32::NEG_INFINITY; 3]), 0);
+        assert_eq!(argmax(&[-0.0, 0.0, -1.0]), 0);
+        assert_eq!(argmax(&[]), 0);
     }
 
     #[test]

@@ -101,6 +101,11 @@ pub fn max(values: &[f32]) -> f32 {
     largest(values.iter().copied(), f32::NEG_INFINITY)
 }
 
+/// The index of the first value equal to `target` (either zero matches the other).
+pub fn position(values: &[f32], target: f32) -> Option<usize> {
+    values.iter().position(|&v| v == target)
+}
+
 /// `Σ values` in f64, the way the SIMD twin adds: value i of the first `len − len % 4` into lane
 /// `i % 4`, the lanes as `(l0 + l1) + (l2 + l3)`, then the rest in order.
 pub fn sum(values: &[f32]) -> f64 {

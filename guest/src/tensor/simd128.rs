@@ -521,6 +521,25 @@ pub fn max(values: &[f32]) -> f32 {
     super::largest(lanes(max).into_iter().chain(groups.remainder().iter().copied()), f32::NEG_INFINITY)
 }
 
+/// The index of the first value equal to `target` (the twin of `scalar::position`): sixteen
+/// values at a time are compared, and the first group holding a match is searched.
+pub fn position(values: &[f32], target: f32) -> Option<usize> {
+    let target_v = f32x4_splat(target);
+    let mut groups = values.chunks_exact(16);
+    let found = groups.position(|group| {
+        // SAFETY: a group has sixteen floats.
+        let equal = |i: usize| f32x4_eq(unsafe { v128_load(group.as_ptr().add(4 * i).cast()) }, target_v);
+        v128_any_true(v128_or(v128_or(equal(0), equal(1)), v128_or(equal(2), equal(3))))
+    });
+    match found {
+        Some(g) => values[16 * g..16 * g + 16].iter().position(|&v| v == target).map(|i| 16 * g + i),
+        None => {
+            let rest = groups.remainder();
+            rest.iter().position(|&v| v == target).map(|i| values.len() - rest.len() + i)
+        }
+    }
+}
+
 /// `Σ values` in f64, four lanes in two `f64x2` (the twin of `scalar::sum`, with the same bits).
 pub fn sum(values: &[f32]) -> f64 {
     let mut groups = values.chunks_exact(4);
@@ -866,6 +885,34 @@ mod tests {
         assert_eq!(scalar::max(&x), 7.5);
         assert_eq!(super::max(&[f32::NAN, -3.0]), -3.0);
         assert_eq!(super::max(&[1.0, f32::INFINITY, 2.0, 0.0, 5.0]), f32::INFINITY);
+    }
+
+    #[test]
+    fn position_matches_the_scalar_twin() {
+        let mut x = values(1003, 9);
+        x[40] = f32::NAN;
+        x[700] = -0.0;
+        x[1001] = 5.0;
+        // In the first, a middle and the last group of sixteen, in the tail, twice, as the other
+        // zero, as NaN (never equal) and absent.
+        for (target, expected) in [
+            (x[0], Some(0)),
+            (x[37], Some(37)),
+            (x[991], Some(991)),
+            (5.0, Some(1001)),
+            (0.0, Some(700)),
+            (f32::NAN, None),
+            (2.0, None),
+        ] {
+            for len in [0, 15, 16, 17, 1003] {
+                let v = &x[..len];
+                let want = expected.filter(|&i| i < len);
+                assert_eq!(scalar::position(v, target), want, "{target} in {len}");
+                assert_eq!(super::position(v, target), want, "{target} in {len}");
+            }
+        }
+        x[300] = 5.0;
+        assert_eq!(super::position(&x, 5.0), Some(300));
     }
 
     #[test]
