@@ -77,38 +77,62 @@ fn tile<const T: usize, const N: usize, const TN: usize>(
 ) -> [f32; TN] {
     let mut acc = [f32x4_splat(0.0); TN];
     let k4 = k - k % 4;
-    // Four floats of every row into the accumulators; the caller keeps p + 4 <= k.
-    let step = |acc: &mut [v128; TN], p: usize| {
-        let mut xv = [f32x4_splat(0.0); T];
-        for (a, v) in xv.iter_mut().enumerate() {
-            // SAFETY: row t0 + a < rows and p + 4 <= k, so the 16 bytes lie inside x.
-            *v = unsafe { v128_load(x.as_ptr().add((t0 + a) * k + p).cast()) };
-        }
-        for b in 0..N {
-            // SAFETY: row j0 + b < n and p + 4 <= k, so the 16 bytes lie inside w.
-            let wv = unsafe { v128_load(w.as_ptr().add((j0 + b) * k + p).cast()) };
+    // Where float p starts in each input row and each weight row, as pointers LLVM cannot see
+    // through: the steps of a loop turn are then constant offsets from them, which become the
+    // offsets of the wasm loads, and steps that differ only in their offsets are not merged back
+    // into one copy with jumps between them.
+    let starts = |p: usize| {
+        // SAFETY: p < k, and rows t0..t0+T and j0..j0+N exist, so each start lies inside its row.
+        core::hint::black_box(unsafe {
+            (
+                core::array::from_fn::<_, T, _>(|a| x.as_ptr().add((t0 + a) * k + p)),
+                core::array::from_fn::<_, N, _>(|b| w.as_ptr().add((j0 + b) * k + p)),
+            )
+        })
+    };
+    // Floats u..u + 4 after the starts into the accumulators; the caller keeps them inside k4.
+    let step = |acc: &mut [v128; TN], (x_rows, w_rows): ([*const f32; T], [*const f32; N]), u: usize| {
+        // SAFETY: the four floats lie inside each row (the caller's bound).
+        let xv = x_rows.map(|x_row| unsafe { v128_load(x_row.add(u).cast()) });
+        for (b, w_row) in w_rows.into_iter().enumerate() {
+            // SAFETY: as above.
+            let wv = unsafe { v128_load(w_row.add(u).cast()) };
             for a in 0..T {
                 acc[a * N + b] = f32x4_add(acc[a * N + b], f32x4_mul(xv[a], wv));
             }
         }
     };
-    // Sixteen floats per loop turn: the engine's epoch check on each loop back-edge makes
-    // cranelift store and reload the accumulators there, so fewer turns spill less. Each step is
-    // settled before the next one's loads, or every load of the turn would wait in a register
-    // (or on the stack) for the arithmetic.
+    // Floats u..u + 16. Each step is settled before the next one's loads, or every load would
+    // wait in a register (or on the stack) for the arithmetic.
+    let sixteen = |acc: &mut [v128; TN], at, u: usize| {
+        step(acc, at, u);
+        settle(acc);
+        step(acc, at, u + 4);
+        settle(acc);
+        step(acc, at, u + 8);
+        settle(acc);
+        step(acc, at, u + 12);
+    };
+    // Sixty-four floats per loop turn: the engine's epoch check on each loop back-edge makes
+    // cranelift store and reload the accumulators there, so fewer turns spill less.
     let mut p = 0;
+    while p + 64 <= k4 {
+        let at = starts(p);
+        sixteen(&mut acc, at, 0);
+        settle(&acc);
+        sixteen(&mut acc, at, 16);
+        settle(&acc);
+        sixteen(&mut acc, at, 32);
+        settle(&acc);
+        sixteen(&mut acc, at, 48);
+        p += 64;
+    }
     while p + 16 <= k4 {
-        step(&mut acc, p);
-        settle(&acc);
-        step(&mut acc, p + 4);
-        settle(&acc);
-        step(&mut acc, p + 8);
-        settle(&acc);
-        step(&mut acc, p + 12);
+        sixteen(&mut acc, starts(p), 0);
         p += 16;
     }
     while p < k4 {
-        step(&mut acc, p);
+        step(&mut acc, starts(p), 0);
         p += 4;
     }
     let mut result = [0.0f32; TN];
@@ -696,9 +720,12 @@ mod tests {
             (5, 17, 7),
             (9, 64, 11),
             (16, 255, 13),
-            // Sixteen-float turns and the four-float steps after them, in both tile shapes.
+            // Sixty-four-float turns, then sixteen-float ones and four-float steps, in both tile
+            // shapes.
             (1, 100, 8),
             (6, 52, 6),
+            (1, 148, 9),
+            (5, 212, 6),
         ]
         .iter()
         .enumerate()
