@@ -631,6 +631,18 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// same bits): 32 outputs at a time stay in registers while the rows stream past, then 4, then
 /// the rest through the twin.
 pub fn weighted_sum(out: &mut [f32], weights: &[f32], rows: &[f32], stride: usize) {
+    // GPT-2's head width at every size, the stride of a head's values: known here, the rows of a
+    // loop turn lie at constant offsets from one another.
+    if stride == 64 {
+        weighted_sum_of_stride(out, weights, rows, 64);
+    } else {
+        weighted_sum_of_stride(out, weights, rows, stride);
+    }
+}
+
+/// `weighted_sum` with the stride passed on, so a constant one reaches `store_sums`.
+#[inline(always)]
+fn weighted_sum_of_stride(out: &mut [f32], weights: &[f32], rows: &[f32], stride: usize) {
     let len = out.len();
     let mut e = 0;
     while e + 32 <= len {
@@ -650,25 +662,37 @@ pub fn weighted_sum(out: &mut [f32], weights: &[f32], rows: &[f32], stride: usiz
 fn store_sums<const V: usize>(out: &mut [f32], weights: &[f32], rows: &[f32], stride: usize) {
     assert!(out.len() >= 4 * V && (weights.is_empty() || rows.len() >= (weights.len() - 1) * stride + 4 * V));
     let mut acc = [f32x4_splat(0.0); V];
-    let add = |acc: &mut [v128; V], j: usize| {
-        let weight = f32x4_splat(weights[j]);
+    // Row i after the row and weight that `at` points to, into the sums.
+    // SAFETY (for the loads): the caller keeps the row inside `weights` (and so, asserted above,
+    // its 4·V values inside `rows`).
+    let add = |acc: &mut [v128; V], (weight, row): (*const f32, *const f32), i: usize| unsafe {
+        let weight = f32x4_splat(*weight.add(i));
         for (v, acc) in acc.iter_mut().enumerate() {
-            // SAFETY: j < weights.len(), so row j's 4·V values lie inside rows (asserted above).
-            let value = unsafe { v128_load(rows.as_ptr().add(j * stride + 4 * v).cast()) };
+            let value = v128_load(row.add(i * stride + 4 * v).cast());
             *acc = f32x4_add(*acc, f32x4_mul(weight, value));
         }
     };
-    // Two rows per loop turn, the first one's sums settled before the second's loads, so the
-    // epoch check's store and reload of the sums comes once per two rows.
+    // Row j and its weight, as pointers LLVM cannot see through: the rows of a loop turn are
+    // then constant offsets from them.
+    // SAFETY: j < weights.len(), so both lie inside their slices (asserted above).
+    let at = |j: usize| core::hint::black_box(unsafe { (weights.as_ptr().add(j), rows.as_ptr().add(j * stride)) });
+    // Four rows per loop turn, each one's sums settled before the next one's loads, so the epoch
+    // check's store and reload of the sums comes once per four rows.
     let mut j = 0;
-    while j + 2 <= weights.len() {
-        add(&mut acc, j);
+    while j + 4 <= weights.len() {
+        let at = at(j);
+        add(&mut acc, at, 0);
         settle(&acc);
-        add(&mut acc, j + 1);
-        j += 2;
+        add(&mut acc, at, 1);
+        settle(&acc);
+        add(&mut acc, at, 2);
+        settle(&acc);
+        add(&mut acc, at, 3);
+        j += 4;
     }
-    if j < weights.len() {
-        add(&mut acc, j);
+    while j < weights.len() {
+        add(&mut acc, at(j), 0);
+        j += 1;
     }
     for (v, acc) in acc.into_iter().enumerate() {
         // SAFETY: out has 4·V values (asserted above).
@@ -882,9 +906,19 @@ mod tests {
 
     #[test]
     fn weighted_sum_gives_the_scalar_twins_bits() {
-        // Output lengths with 32-wide, 4-wide and single parts; odd and even row counts.
-        for (len, count) in [(64, 7), (64, 1), (64, 0), (100, 6), (3, 5), (36, 2)] {
-            let stride = len + 5;
+        // Output lengths with 32-wide, 4-wide and single parts; row counts with and without
+        // whole four-row turns; strides of 64 (a constant in the kernel) and others.
+        for (len, count, stride) in [
+            (64, 7, 69),
+            (64, 1, 69),
+            (64, 0, 69),
+            (100, 6, 105),
+            (3, 5, 8),
+            (36, 2, 41),
+            (64, 9, 64),
+            (64, 4, 64),
+            (36, 3, 64),
+        ] {
             let rows = values(count.max(1) * stride, len as u64);
             let weights = values(count, 77 + count as u64);
             let (mut simd, mut reference) = (vec![1.0; len], vec![2.0; len]);
