@@ -104,27 +104,13 @@ fn tile<const T: usize, const N: usize, const TN: usize>(
     };
     // Floats u..u + 16. Each step is settled before the next one's loads, or every load would
     // wait in a register (or on the stack) for the arithmetic.
-    let sixteen = |acc: &mut [v128; TN], at, u: usize| {
-        step(acc, at, u);
-        settle(acc);
-        step(acc, at, u + 4);
-        settle(acc);
-        step(acc, at, u + 8);
-        settle(acc);
-        step(acc, at, u + 12);
-    };
+    let sixteen = |acc: &mut [v128; TN], at, u: usize| in_four(acc, |acc, i| step(acc, at, u + 4 * i));
     // Sixty-four floats per loop turn: the engine's epoch check on each loop back-edge makes
     // cranelift store and reload the accumulators there, so fewer turns spill less.
     let mut p = 0;
     while p + 64 <= k4 {
         let at = starts(p);
-        sixteen(&mut acc, at, 0);
-        settle(&acc);
-        sixteen(&mut acc, at, 16);
-        settle(&acc);
-        sixteen(&mut acc, at, 32);
-        settle(&acc);
-        sixteen(&mut acc, at, 48);
+        in_four(&mut acc, |acc, i| sixteen(acc, at, 16 * i));
         p += 64;
     }
     while p + 16 <= k4 {
@@ -343,6 +329,8 @@ fn row_dots<const T: usize>(
         // SAFETY: blocks b + u..b + u + 4 exist, and so do their scales.
         let w_scales = unsafe { v128_load(w_scale.add(u).cast()) };
         let scales = x_scales.map(|x_scale| f32x4_mul(w_scales, unsafe { v128_load(x_scale.add(u).cast()) }));
+        // Written out rather than through `in_four`: with the block as its closure, LLVM laid
+        // out the whole product differently (a seventh more machine code).
         block(acc, at, u, scales);
         settle(acc);
         block(acc, at, u + 1, scales);
@@ -507,6 +495,19 @@ fn settle<const N: usize>(values: &[v128; N]) {
         // SAFETY: a store to a local.
         unsafe { core::ptr::write_volatile(copy, *value) };
     }
+}
+
+/// `part(acc, 0)` to `part(acc, 3)` in order, each one's sums settled before the next one's loads
+/// (see `settle`): the four parts of a loop turn.
+#[inline(always)]
+fn in_four<const N: usize>(acc: &mut [v128; N], mut part: impl FnMut(&mut [v128; N], usize)) {
+    part(acc, 0);
+    settle(acc);
+    part(acc, 1);
+    settle(acc);
+    part(acc, 2);
+    settle(acc);
+    part(acc, 3);
 }
 
 /// Lane `lane` of `v` in all four lanes.
@@ -681,13 +682,7 @@ fn store_sums<const V: usize>(out: &mut [f32], weights: &[f32], rows: &[f32], st
     let mut j = 0;
     while j + 4 <= weights.len() {
         let at = at(j);
-        add(&mut acc, at, 0);
-        settle(&acc);
-        add(&mut acc, at, 1);
-        settle(&acc);
-        add(&mut acc, at, 2);
-        settle(&acc);
-        add(&mut acc, at, 3);
+        in_four(&mut acc, |acc, i| add(acc, at, i));
         j += 4;
     }
     while j < weights.len() {
