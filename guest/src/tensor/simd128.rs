@@ -3,7 +3,8 @@
 //! The matrix product works on register tiles: each step loads four floats of a few input rows
 //! and a few weight rows and updates one accumulator per (row, weight) pair. Eight accumulators
 //! (2 rows × 4 weights) is what cranelift keeps in registers without spilling; one input row
-//! (decode) uses 1 × 8, streaming eight weight rows at once, then 1 × 4 for what is left.
+//! (decode) uses 1 × 8, streaming eight weight rows at once; what is left over goes a row at a
+//! time.
 
 use super::{Q8Rows, QuantizedRows};
 use core::arch::wasm32::*;
@@ -21,52 +22,49 @@ pub fn matmul(
     n: usize,
 ) {
     super::check_matmul_shapes(out, stride, x, w.len(), k, bias, rows, k, n);
-    let mut store = |tile: &[f32], t_len: usize, n_len: usize, t0: usize, j0: usize| {
+    let mut store = |tile: &[f32], t_len: usize, n_len: usize, t0: usize, j0: usize, j_step: usize| {
         for a in 0..t_len {
             for b in 0..n_len {
-                let bias = bias.map_or(0.0, |bias| bias[j0 + b]);
-                out[(t0 + a) * stride + j0 + b] = tile[a * n_len + b] + bias;
+                let j = j0 + b * j_step;
+                out[(t0 + a) * stride + j] = tile[a * n_len + b] + bias.map_or(0.0, |bias| bias[j]);
             }
         }
     };
-    let mut j = 0;
-    if rows >= 2 {
-        while j + 4 <= n {
+    // Each tile takes one weight row from each quarter (eighth) of the matrix, so that the parts
+    // are read front to back as four (eight) long streams that the memory prefetchers keep up
+    // with, rather than short ones that start anew with every tile.
+    let mut j = if rows >= 2 {
+        let quarter = n / 4;
+        for j in 0..quarter {
             let mut t = 0;
             while t + 2 <= rows {
-                store(&tile::<2, 4, 8>(x, w, k, t, j), 2, 4, t, j);
+                store(&tile::<2, 4, 8>(x, w, k, t, j, quarter), 2, 4, t, j, quarter);
                 t += 2;
             }
-            while t < rows {
-                store(&tile::<1, 4, 4>(x, w, k, t, j), 1, 4, t, j);
-                t += 1;
+            if t < rows {
+                store(&tile::<1, 4, 4>(x, w, k, t, j, quarter), 1, 4, t, j, quarter);
             }
-            j += 4;
         }
+        4 * quarter
     } else {
-        while j + 8 <= n {
+        let eighth = n / 8;
+        for j in 0..eighth {
             for t in 0..rows {
-                store(&tile::<1, 8, 8>(x, w, k, t, j), 1, 8, t, j);
+                store(&tile::<1, 8, 8>(x, w, k, t, j, eighth), 1, 8, t, j, eighth);
             }
-            j += 8;
         }
-        while j + 4 <= n {
-            for t in 0..rows {
-                store(&tile::<1, 4, 4>(x, w, k, t, j), 1, 4, t, j);
-            }
-            j += 4;
-        }
-    }
+        8 * eighth
+    };
     while j < n {
         for t in 0..rows {
-            store(&tile::<1, 1, 1>(x, w, k, t, j), 1, 1, t, j);
+            store(&tile::<1, 1, 1>(x, w, k, t, j, 1), 1, 1, t, j, 1);
         }
         j += 1;
     }
 }
 
-/// Dot products of input rows `t0..t0+T` with weight rows `j0..j0+N`, as a `T × N` row-major
-/// array of `TN = T·N` values. The caller has checked that those rows exist.
+/// Dot products of input rows `t0..t0+T` with weight rows `j0 + b·j_step` for b in 0..N, as a
+/// `T × N` row-major array of `TN = T·N` values. The caller has checked that those rows exist.
 #[inline(always)]
 fn tile<const T: usize, const N: usize, const TN: usize>(
     x: &[f32],
@@ -74,6 +72,7 @@ fn tile<const T: usize, const N: usize, const TN: usize>(
     k: usize,
     t0: usize,
     j0: usize,
+    j_step: usize,
 ) -> [f32; TN] {
     let mut acc = [f32x4_splat(0.0); TN];
     let k4 = k - k % 4;
@@ -82,11 +81,11 @@ fn tile<const T: usize, const N: usize, const TN: usize>(
     // offsets of the wasm loads, and steps that differ only in their offsets are not merged back
     // into one copy with jumps between them.
     let starts = |p: usize| {
-        // SAFETY: p < k, and rows t0..t0+T and j0..j0+N exist, so each start lies inside its row.
+        // SAFETY: p < k, and the tile's input and weight rows exist, so each start lies inside its row.
         core::hint::black_box(unsafe {
             (
                 core::array::from_fn::<_, T, _>(|a| x.as_ptr().add((t0 + a) * k + p)),
-                core::array::from_fn::<_, N, _>(|b| w.as_ptr().add((j0 + b) * k + p)),
+                core::array::from_fn::<_, N, _>(|b| w.as_ptr().add((j0 + b * j_step) * k + p)),
             )
         })
     };
@@ -125,7 +124,7 @@ fn tile<const T: usize, const N: usize, const TN: usize>(
     for a in 0..T {
         for b in 0..N {
             let x_row = &x[(t0 + a) * k..(t0 + a + 1) * k];
-            let w_row = &w[(j0 + b) * k..(j0 + b + 1) * k];
+            let w_row = &w[(j0 + b * j_step) * k..(j0 + b * j_step + 1) * k];
             let tail: f32 = x_row[k4..].iter().zip(&w_row[k4..]).map(|(x, w)| x * w).sum();
             result[a * N + b] = horizontal_sum(acc[a * N + b]) + tail;
         }
@@ -745,6 +744,9 @@ mod tests {
             (6, 52, 6),
             (1, 148, 9),
             (5, 212, 6),
+            // Tiles of rows a quarter or an eighth of the matrix apart, and the rows left over.
+            (1, 68, 35),
+            (3, 20, 10),
         ]
         .iter()
         .enumerate()
