@@ -227,67 +227,79 @@ fn product_q8_0<const K: usize>(
 ) {
     let k = if K == 0 { k } else { K };
     let (blocks, row_bytes) = (k / 32, k / 32 * 34);
-    let weight_rows =
-        w.blocks[..n * row_bytes].chunks_exact(row_bytes).zip(w.scales[..n * blocks].chunks_exact(blocks));
+    let weight_row =
+        |j: usize| (&w.blocks[j * row_bytes..(j + 1) * row_bytes], &w.scales[j * blocks..(j + 1) * blocks]);
     if rows == 1 {
-        matvec_q8_0::<K>(&mut out[..n], x, weight_rows, bias.map(|b| &b[..n]), k);
+        matvec_q8_0::<K>(&mut out[..n], x, weight_row, bias.map(|b| &b[..n]), k);
         return;
     }
-    for (j, (w_row, w_scales)) in weight_rows.enumerate() {
+    for j in 0..n {
         let output = |acc: v128| horizontal_sum(acc) + bias.map_or(0.0, |b| b[j]);
         let mut t = 0;
         // Two input rows at a time share the weight row's loads.
         while t + 2 <= rows {
-            let acc = row_dots::<2>(w_row, w_scales, x, t, k, blocks);
+            let acc = row_dots::<2, 1, 2>([weight_row(j)], x, t, k, blocks);
             for (a, acc) in acc.into_iter().enumerate() {
                 out[(t + a) * stride + j] = output(acc);
             }
             t += 2;
         }
         if t < rows {
-            let [acc] = row_dots::<1>(w_row, w_scales, x, t, k, blocks);
+            let [acc] = row_dots::<1, 1, 1>([weight_row(j)], x, t, k, blocks);
             out[t * stride + j] = output(acc);
         }
     }
 }
 
-/// `matmul_q8_0` for one input row (decode) against `weight_rows` (each a row's blocks and its
-/// scales), in a function of its own: the loop over the rows then keeps its few values in
-/// registers. `K` is the row width when it is a constant, 0 when it is `k`.
+/// `matmul_q8_0` for one input row (decode) against the `n = out.len()` rows that `weight_row`
+/// gives (each a row's blocks and its scales), in a function of its own: the loop over the rows
+/// then keeps its few values in registers. Rows `j` and `j + n/2` go together, so the two halves
+/// of the matrix stream side by side and share the input's loads. `K` is the row width when it
+/// is a constant, 0 when it is `k`.
 #[inline(never)]
 fn matvec_q8_0<'w, const K: usize>(
     out: &mut [f32],
     x: &QuantizedRows,
-    weight_rows: impl Iterator<Item = (&'w [u8], &'w [f32])>,
+    weight_row: impl Fn(usize) -> (&'w [u8], &'w [f32]),
     bias: Option<&[f32]>,
     k: usize,
 ) {
     let k = if K == 0 { k } else { K };
     let blocks = k / 32;
-    for (j, (out, (w_row, w_scales))) in out.iter_mut().zip(weight_rows).enumerate() {
-        let [acc] = row_dots::<1>(w_row, w_scales, x, 0, k, blocks);
-        *out = horizontal_sum(acc) + bias.map_or(0.0, |b| b[j]);
+    let output = |acc: v128, j: usize| horizontal_sum(acc) + bias.map_or(0.0, |b| b[j]);
+    let half = out.len() / 2;
+    for j in 0..half {
+        let [first, second] = row_dots::<1, 2, 2>([weight_row(j), weight_row(j + half)], x, 0, k, blocks);
+        out[j] = output(first, j);
+        out[j + half] = output(second, j + half);
+    }
+    if out.len() % 2 == 1 {
+        let j = out.len() - 1;
+        let [acc] = row_dots::<1, 1, 1>([weight_row(j)], x, 0, k, blocks);
+        out[j] = output(acc, j);
     }
 }
 
-/// Pointers to one block of a Q8_0 weight row and its scale, and of `T` quantized input rows
-/// and their scales.
-type Starts<const T: usize> = (*const u8, *const f32, [*const i8; T], [*const f32; T]);
+/// Pointers to one block of `W` Q8_0 weight rows and their scales, and of `T` quantized input
+/// rows and their scales.
+type Starts<const T: usize, const W: usize> = ([*const u8; W], [*const f32; W], [*const i8; T], [*const f32; T]);
 
-/// The float accumulators of input rows `t0..t0+T` against one Q8_0 weight row. In each
-/// block, int32 lane `l` sums the products of values `8c + 2l` and `8c + 2l + 1` for c in 0..4.
+/// The float accumulators of input rows `t0..t0+T` against `W` Q8_0 weight rows (each its blocks
+/// and its scales), `TW = T·W` of them, input row by input row. In each block, int32 lane `l`
+/// sums the products of values `8c + 2l` and `8c + 2l + 1` for c in 0..4.
 #[inline(always)]
-fn row_dots<const T: usize>(
-    w_row: &[u8],
-    w_scales: &[f32],
+fn row_dots<const T: usize, const W: usize, const TW: usize>(
+    w_rows: [(&[u8], &[f32]); W],
     x: &QuantizedRows,
     t0: usize,
     k: usize,
     blocks: usize,
-) -> [v128; T] {
-    assert!(w_row.len() >= 34 * blocks && w_scales.len() >= blocks);
+) -> [v128; TW] {
+    for (w_row, w_scales) in w_rows {
+        assert!(w_row.len() >= 34 * blocks && w_scales.len() >= blocks);
+    }
     assert!(x.values.len() >= (t0 + T) * k && x.scales.len() >= (t0 + T) * blocks);
-    // Where block b starts in the weight row and its scales, and in each input row and its
+    // Where block b starts in each weight row and its scales, and in each input row and its
     // scales, as pointers LLVM cannot see through: the blocks of a loop turn are then constant
     // offsets from them, which become the offsets of the wasm loads instead of an address
     // addition per load.
@@ -295,25 +307,32 @@ fn row_dots<const T: usize>(
         // SAFETY: b < blocks, so each start lies inside its row (asserted above).
         core::hint::black_box(unsafe {
             (
-                w_row.as_ptr().add(34 * b),
-                w_scales.as_ptr().add(b),
+                w_rows.map(|(w_row, _)| w_row.as_ptr().add(34 * b)),
+                w_rows.map(|(_, w_scales)| w_scales.as_ptr().add(b)),
                 core::array::from_fn::<_, T, _>(|a| x.values.as_ptr().add((t0 + a) * k + 32 * b)),
                 core::array::from_fn::<_, T, _>(|a| x.scales.as_ptr().add((t0 + a) * blocks + b)),
             )
         })
     };
     // Block u from `starts`; lane u % 4 of `scales` holds its weight scale × input scale for each
-    // input row.
+    // (input row, weight row).
     // SAFETY (for the loads): the caller keeps b + u < blocks, so the block lies inside the
-    // weight row and inside input rows t0..t0+T, and its scales inside both scale rows (asserted
+    // weight rows and inside input rows t0..t0+T, and its scales inside the scale rows (asserted
     // above).
-    let block = |acc: &mut [v128; T], (w_block, _, x_blocks, _): Starts<T>, u: usize, scales: [v128; T]| unsafe {
-        let mut sums = [i32x4_splat(0); T];
+    let block = |acc: &mut [v128; TW], (w_blocks, _, x_blocks, _): Starts<T, W>, u: usize, scales: [v128; TW]| unsafe {
+        let mut sums = [i32x4_splat(0); TW];
         for c in 0..4 {
-            let wv = i16x8_load_extend_i8x8(w_block.add(34 * u + 2 + 8 * c).cast());
-            for (sum, x_block) in sums.iter_mut().zip(x_blocks) {
+            // Filled in a loop: through `map`, the loads lost their constant offsets (an address
+            // addition each).
+            let mut wv = [i16x8_splat(0); W];
+            for (wv, w_block) in wv.iter_mut().zip(w_blocks) {
+                *wv = i16x8_load_extend_i8x8(w_block.add(34 * u + 2 + 8 * c).cast());
+            }
+            for (sums, x_block) in sums.chunks_exact_mut(W).zip(x_blocks) {
                 let xv = i16x8_load_extend_i8x8(x_block.add(32 * u + 8 * c).cast());
-                *sum = i32x4_add(*sum, i32x4_dot_i16x8(wv, xv));
+                for (sum, wv) in sums.iter_mut().zip(wv) {
+                    *sum = i32x4_add(*sum, i32x4_dot_i16x8(wv, xv));
+                }
             }
         }
         for ((acc, sum), scales) in acc.iter_mut().zip(sums).zip(scales) {
@@ -323,11 +342,16 @@ fn row_dots<const T: usize>(
     // Eight blocks per turn: the engine's epoch check on each loop back-edge has a call on its
     // slow path that may clobber every vector register, so cranelift stores and reloads the
     // accumulators around it, and that store-to-load latency sits on their dependency chain.
-    let four = |acc: &mut [v128; T], at: Starts<T>, u: usize| {
-        let (_, w_scale, _, x_scales) = at;
+    let four = |acc: &mut [v128; TW], at: Starts<T, W>, u: usize| {
+        let (_, w_scale, _, x_scale) = at;
         // SAFETY: blocks b + u..b + u + 4 exist, and so do their scales.
-        let w_scales = unsafe { v128_load(w_scale.add(u).cast()) };
-        let scales = x_scales.map(|x_scale| f32x4_mul(w_scales, unsafe { v128_load(x_scale.add(u).cast()) }));
+        let (w_scales, x_scales) = unsafe {
+            (
+                w_scale.map(|w_scale| v128_load(w_scale.add(u).cast())),
+                x_scale.map(|x_scale| v128_load(x_scale.add(u).cast())),
+            )
+        };
+        let scales = core::array::from_fn(|i| f32x4_mul(w_scales[i % W], x_scales[i / W]));
         // Written out rather than through `in_four`: with the block as its closure, LLVM laid
         // out the whole product differently (a seventh more machine code).
         block(acc, at, u, scales);
@@ -338,9 +362,9 @@ fn row_dots<const T: usize>(
         settle(acc);
         block(acc, at, u + 3, scales);
     };
-    let mut acc = [f32x4_splat(0.0); T];
+    let mut acc = [f32x4_splat(0.0); TW];
     // Blocks u..u + 8 from `at`.
-    let turn = |acc: &mut [v128; T], at: Starts<T>, u: usize| {
+    let turn = |acc: &mut [v128; TW], at: Starts<T, W>, u: usize| {
         four(acc, at, u);
         settle(acc);
         four(acc, at, u + 4);
@@ -374,9 +398,9 @@ fn row_dots<const T: usize>(
         b += 8;
     }
     while b < blocks {
-        let at @ (_, w_scale, _, x_scales) = starts(b);
+        let at @ (_, w_scale, _, x_scale) = starts(b);
         // SAFETY: block b exists, and so do its scales.
-        let scales = x_scales.map(|x_scale| unsafe { f32x4_splat(*w_scale * *x_scale) });
+        let scales = core::array::from_fn(|i| unsafe { f32x4_splat(*w_scale[i % W] * *x_scale[i / W]) });
         block(&mut acc, at, 0, scales);
         b += 1;
     }
@@ -807,7 +831,9 @@ mod tests {
 
     #[test]
     fn q8_0_matmul_gives_the_scalar_twins_bits_in_every_tile_shape() {
-        // Block counts below, at and past the eight-block loop turn, with and without a rest.
+        // Block counts below, at and past the eight-block loop turn, with and without a rest; for
+        // one input row, weight rows paired across the halves of the matrix, with and without
+        // one left over.
         for (case, &(rows, k, n)) in [
             (1, 32, 1),
             (1, 64, 4),
