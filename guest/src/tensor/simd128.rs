@@ -69,7 +69,8 @@ fn tile<const T: usize, const N: usize, const TN: usize>(
     // offsets of the wasm loads, and steps that differ only in their offsets are not merged back
     // into one copy with jumps between them.
     let starts = |p: usize| {
-        // SAFETY: p < k, and the tile's input and weight rows exist, so each start lies inside its row.
+        // SAFETY: p < k, and the tile's input and weight rows exist, so each start lies inside
+        // its row.
         core::hint::black_box(unsafe {
             (
                 core::array::from_fn::<_, T, _>(|a| x.as_ptr().add((t0 + a) * k + p)),
