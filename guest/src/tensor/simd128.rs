@@ -568,13 +568,10 @@ pub fn position(values: &[f32], target: f32) -> Option<usize> {
         let equal = |i: usize| f32x4_eq(unsafe { v128_load(group.as_ptr().add(4 * i).cast()) }, target_v);
         v128_any_true(v128_or(v128_or(equal(0), equal(1)), v128_or(equal(2), equal(3))))
     });
-    match found {
-        Some(g) => values[16 * g..16 * g + 16].iter().position(|&v| v == target).map(|i| 16 * g + i),
-        None => {
-            let rest = groups.remainder();
-            rest.iter().position(|&v| v == target).map(|i| values.len() - rest.len() + i)
-        }
-    }
+    // The group holding the first match, else the last few values, through the twin.
+    let start = found.map_or(values.len() - groups.remainder().len(), |g| 16 * g);
+    let end = values.len().min(start + 16);
+    super::scalar::position(&values[start..end], target).map(|i| start + i)
 }
 
 /// `Σ values` in f64, four lanes in two `f64x2` (the twin of `scalar::sum`, with the same bits).
