@@ -64,17 +64,21 @@ fn tile<const T: usize, const N: usize, const TN: usize>(
 ) -> [f32; TN] {
     let mut acc = [f32x4_splat(0.0); TN];
     let k4 = k - k % 4;
-    // Where float p starts in each input row and each weight row, as pointers LLVM cannot see
-    // through: the steps of a loop turn are then constant offsets from them, which become the
-    // offsets of the wasm loads, and steps that differ only in their offsets are not merged back
-    // into one copy with jumps between them.
+    // Where float p starts in each input row and each weight row, and the steps after which the
+    // loop turn from p ends early (none; see `sixteen_steps`), as values LLVM cannot see through:
+    // the steps of a turn are then constant offsets from the starts, which become the offsets of
+    // the wasm loads, and steps that differ only in their offsets are not merged back into one
+    // copy with jumps between them.
     let starts = |p: usize| {
         // SAFETY: p < k, and the tile's input and weight rows exist, so each start lies inside
         // its row.
         core::hint::black_box(unsafe {
             (
-                core::array::from_fn::<_, T, _>(|a| x.as_ptr().add((t0 + a) * k + p)),
-                core::array::from_fn::<_, N, _>(|b| w.as_ptr().add((j0 + b * j_step) * k + p)),
+                (
+                    core::array::from_fn::<_, T, _>(|a| x.as_ptr().add((t0 + a) * k + p)),
+                    core::array::from_fn::<_, N, _>(|b| w.as_ptr().add((j0 + b * j_step) * k + p)),
+                ),
+                0u32,
             )
         })
     };
@@ -90,35 +94,45 @@ fn tile<const T: usize, const N: usize, const TN: usize>(
             }
         }
     };
-    // Floats u..u + 16. Each step is settled before the next one's loads, or every load would
-    // wait in a register (or on the stack) for the arithmetic.
-    let sixteen = |acc: &mut [v128; TN], at, u: usize| in_four(acc, |acc, i| step(acc, at, u + 4 * i));
     // Sixty-four floats per loop turn: the engine's epoch check on each loop back-edge makes
     // cranelift store and reload the accumulators there, so fewer turns spill less.
     let mut p = 0;
     while p + 64 <= k4 {
-        let at = starts(p);
-        in_four(&mut acc, |acc, i| sixteen(acc, at, 16 * i));
-        p += 64;
-    }
-    while p + 16 <= k4 {
-        sixteen(&mut acc, starts(p), 0);
-        p += 16;
+        let (at, ends) = starts(p);
+        p += 4 * sixteen_steps(&mut acc, ends, |acc, i| step(acc, at, 4 * i));
     }
     while p < k4 {
-        step(&mut acc, starts(p), 0);
+        step(&mut acc, starts(p).0, 0);
         p += 4;
     }
-    let mut result = [0.0f32; TN];
+    let mut result = acc.map(horizontal_sum);
+    if k4 < k {
+        add_tails::<T, N, TN>(&mut result, x, w, k, t0, j0, j_step);
+    }
+    result
+}
+
+/// Adds the products past the last whole four floats (k not a multiple of 4) to a tile's sums.
+/// Kept out of `tile`: with this loop in it, LLVM kept the tile's accumulators in memory, a load
+/// and a store around every add.
+#[inline(never)]
+fn add_tails<const T: usize, const N: usize, const TN: usize>(
+    result: &mut [f32; TN],
+    x: &[f32],
+    w: &[f32],
+    k: usize,
+    t0: usize,
+    j0: usize,
+    j_step: usize,
+) {
+    let k4 = k - k % 4;
     for a in 0..T {
         for b in 0..N {
             let x_row = &x[(t0 + a) * k..(t0 + a + 1) * k];
             let w_row = &w[(j0 + b * j_step) * k..(j0 + b * j_step + 1) * k];
-            let tail: f32 = x_row[k4..].iter().zip(&w_row[k4..]).map(|(x, w)| x * w).sum();
-            result[a * N + b] = horizontal_sum(acc[a * N + b]) + tail;
+            result[a * N + b] += x_row[k4..].iter().zip(&w_row[k4..]).map(|(x, w)| x * w).sum::<f32>();
         }
     }
-    result
 }
 
 /// Little-endian F16 values to f32, eight at a time, exactly. Normal values move their
@@ -522,6 +536,54 @@ fn in_four<const N: usize>(acc: &mut [v128; N], mut part: impl FnMut(&mut [v128;
     part(acc, 3);
 }
 
+/// Steps 0 to 15 of a loop turn, `step(acc, i)` in order, where the turn ends after step i if
+/// bit i of `ends` is set; returns how many steps ran. Callers pass an `ends` of 0 through
+/// `black_box`, so every turn runs all sixteen steps, but neither compiler knows that: both keep
+/// a branch after every step that carries the accumulators out of the turn, and cranelift, which
+/// computes a pure value where it is first needed, computes each step's sums before that branch,
+/// so before the next step's loads. (`settle` gets that order with a store of every sum, and
+/// vector stores, one a cycle on x86, compete with the adds for their ports.)
+#[inline(always)]
+fn sixteen_steps<A>(acc: &mut A, ends: u32, mut step: impl FnMut(&mut A, usize)) -> usize {
+    'turn: {
+        if four_steps(acc, ends, 0, &mut step) {
+            break 'turn;
+        }
+        if four_steps(acc, ends, 4, &mut step) {
+            break 'turn;
+        }
+        if four_steps(acc, ends, 8, &mut step) {
+            break 'turn;
+        }
+        four_steps(acc, ends, 12, &mut step);
+    }
+    // Counted from `ends` after the exits meet, so that they carry the sums and nothing else: a
+    // count of its own on each exit gets the exit a block of its own, and cranelift then
+    // computes the sums there, after the branch.
+    (ends.trailing_zeros() as usize + 1).min(16)
+}
+
+/// Steps `first` to `first + 3` of a loop turn (see `sixteen_steps`), written out: true if the
+/// turn ends after one of them.
+#[inline(always)]
+fn four_steps<A>(acc: &mut A, ends: u32, first: usize, step: &mut impl FnMut(&mut A, usize)) -> bool {
+    let ends_after = |i: usize| ends >> i & 1 != 0;
+    step(acc, first);
+    if ends_after(first) {
+        return true;
+    }
+    step(acc, first + 1);
+    if ends_after(first + 1) {
+        return true;
+    }
+    step(acc, first + 2);
+    if ends_after(first + 2) {
+        return true;
+    }
+    step(acc, first + 3);
+    ends_after(first + 3)
+}
+
 /// Lane `lane` of `v` in all four lanes.
 #[inline(always)]
 fn broadcast(v: v128, lane: usize) -> v128 {
@@ -748,8 +810,7 @@ mod tests {
             (5, 17, 7),
             (9, 64, 11),
             (16, 255, 13),
-            // Sixty-four-float turns, then sixteen-float ones and four-float steps, in both tile
-            // shapes.
+            // Sixty-four-float turns, then four-float steps, in both tile shapes.
             (1, 100, 8),
             (6, 52, 6),
             (1, 148, 9),
@@ -955,6 +1016,15 @@ mod tests {
         assert_eq!(scalar::max(&x), 7.5);
         assert_eq!(super::max(&[f32::NAN, -3.0]), -3.0);
         assert_eq!(super::max(&[1.0, f32::INFINITY, 2.0, 0.0, 5.0]), f32::INFINITY);
+    }
+
+    #[test]
+    fn a_turn_of_sixteen_steps_ends_after_the_first_step_whose_bit_is_set() {
+        for (ends, taken) in [(0, 16), (1, 1), (1 << 5, 6), (0b1010_0000, 6), (1 << 15, 16), (1 << 16, 16), (!0, 1)] {
+            let mut ran = Vec::new();
+            assert_eq!(super::sixteen_steps(&mut ran, ends, |ran, i| ran.push(i)), taken, "ends {ends:#b}");
+            assert_eq!(ran, (0..taken).collect::<Vec<_>>(), "ends {ends:#b}");
+        }
     }
 
     #[test]
