@@ -65,7 +65,7 @@ fn tile<const T: usize, const N: usize, const TN: usize>(
     let mut acc = [f32x4_splat(0.0); TN];
     let k4 = k - k % 4;
     // Where float p starts in each input row and each weight row, and the steps after which the
-    // loop turn from p ends early (none; see `sixteen_steps`), as values LLVM cannot see through:
+    // loop turn from p ends early (none; see `steps`), as values LLVM cannot see through:
     // the steps of a turn are then constant offsets from the starts, which become the offsets of
     // the wasm loads, and steps that differ only in their offsets are not merged back into one
     // copy with jumps between them.
@@ -94,12 +94,17 @@ fn tile<const T: usize, const N: usize, const TN: usize>(
             }
         }
     };
-    // Sixty-four floats per loop turn: the engine's epoch check on each loop back-edge makes
-    // cranelift store and reload the accumulators there, so fewer turns spill less.
+    // 128 floats per loop turn, then 64: the engine's epoch check on each loop back-edge makes
+    // cranelift store and reload the accumulators there, so fewer turns spill less. (256 floats
+    // per turn ran at half the speed.)
     let mut p = 0;
+    while p + 128 <= k4 {
+        let (at, ends) = starts(p);
+        p += 4 * steps::<32, _>(&mut acc, ends, |acc, i| step(acc, at, 4 * i));
+    }
     while p + 64 <= k4 {
         let (at, ends) = starts(p);
-        p += 4 * sixteen_steps(&mut acc, ends, |acc, i| step(acc, at, 4 * i));
+        p += 4 * steps::<16, _>(&mut acc, ends, |acc, i| step(acc, at, 4 * i));
     }
     while p < k4 {
         step(&mut acc, starts(p).0, 0);
@@ -536,15 +541,17 @@ fn in_four<const N: usize>(acc: &mut [v128; N], mut part: impl FnMut(&mut [v128;
     part(acc, 3);
 }
 
-/// Steps 0 to 15 of a loop turn, `step(acc, i)` in order, where the turn ends after step i if
-/// bit i of `ends` is set; returns how many steps ran. Callers pass an `ends` of 0 through
-/// `black_box`, so every turn runs all sixteen steps, but neither compiler knows that: both keep
-/// a branch after every step that carries the accumulators out of the turn, and cranelift, which
-/// computes a pure value where it is first needed, computes each step's sums before that branch,
-/// so before the next step's loads. (`settle` gets that order with a store of every sum, and
-/// vector stores, one a cycle on x86, compete with the adds for their ports.)
+/// Steps 0 to S − 1 of a loop turn (S is 16 or 32), `step(acc, i)` in order, where the turn
+/// ends after step i if bit i of `ends` is set; returns how many steps ran. Callers pass an
+/// `ends` of 0 through `black_box`, so every turn runs all its steps, but neither compiler knows
+/// that: both keep a branch after every step that carries the accumulators out of the turn, and
+/// cranelift, which computes a pure value where it is first needed, computes each step's sums
+/// before that branch, so before the next step's loads. (`settle` gets that order with a store
+/// of every sum, and vector stores, one a cycle on this machine's x86 cores, cost more than the
+/// adds they order.)
 #[inline(always)]
-fn sixteen_steps<A>(acc: &mut A, ends: u32, mut step: impl FnMut(&mut A, usize)) -> usize {
+fn steps<const S: usize, A>(acc: &mut A, ends: u32, mut step: impl FnMut(&mut A, usize)) -> usize {
+    const { assert!(S == 16 || S == 32) };
     'turn: {
         if four_steps(acc, ends, 0, &mut step) {
             break 'turn;
@@ -555,16 +562,28 @@ fn sixteen_steps<A>(acc: &mut A, ends: u32, mut step: impl FnMut(&mut A, usize))
         if four_steps(acc, ends, 8, &mut step) {
             break 'turn;
         }
-        four_steps(acc, ends, 12, &mut step);
+        if four_steps(acc, ends, 12, &mut step) || S == 16 {
+            break 'turn;
+        }
+        if four_steps(acc, ends, 16, &mut step) {
+            break 'turn;
+        }
+        if four_steps(acc, ends, 20, &mut step) {
+            break 'turn;
+        }
+        if four_steps(acc, ends, 24, &mut step) {
+            break 'turn;
+        }
+        four_steps(acc, ends, 28, &mut step);
     }
     // Counted from `ends` after the exits meet, so that they carry the sums and nothing else: a
     // count of its own on each exit gets the exit a block of its own, and cranelift then
     // computes the sums there, after the branch.
-    (ends.trailing_zeros() as usize + 1).min(16)
+    (ends.trailing_zeros() as usize + 1).min(S)
 }
 
-/// Steps `first` to `first + 3` of a loop turn (see `sixteen_steps`), written out: true if the
-/// turn ends after one of them.
+/// Steps `first` to `first + 3` of a loop turn (see `steps`), written out: true if the turn ends
+/// after one of them.
 #[inline(always)]
 fn four_steps<A>(acc: &mut A, ends: u32, first: usize, step: &mut impl FnMut(&mut A, usize)) -> bool {
     let ends_after = |i: usize| ends >> i & 1 != 0;
@@ -810,7 +829,7 @@ mod tests {
             (5, 17, 7),
             (9, 64, 11),
             (16, 255, 13),
-            // Sixty-four-float turns, then four-float steps, in both tile shapes.
+            // 128-float turns, 64-float ones and four-float steps, in both tile shapes.
             (1, 100, 8),
             (6, 52, 6),
             (1, 148, 9),
@@ -1019,10 +1038,15 @@ mod tests {
     }
 
     #[test]
-    fn a_turn_of_sixteen_steps_ends_after_the_first_step_whose_bit_is_set() {
+    fn a_turn_of_steps_ends_after_the_first_step_whose_bit_is_set() {
         for (ends, taken) in [(0, 16), (1, 1), (1 << 5, 6), (0b1010_0000, 6), (1 << 15, 16), (1 << 16, 16), (!0, 1)] {
             let mut ran = Vec::new();
-            assert_eq!(super::sixteen_steps(&mut ran, ends, |ran, i| ran.push(i)), taken, "ends {ends:#b}");
+            assert_eq!(super::steps::<16, _>(&mut ran, ends, |ran, i| ran.push(i)), taken, "ends {ends:#b}");
+            assert_eq!(ran, (0..taken).collect::<Vec<_>>(), "ends {ends:#b}");
+        }
+        for (ends, taken) in [(0, 32), (1 << 15, 16), (1 << 16, 17), (1 << 31, 32), (0b1100 << 20, 23)] {
+            let mut ran = Vec::new();
+            assert_eq!(super::steps::<32, _>(&mut ran, ends, |ran, i| ran.push(i)), taken, "ends {ends:#b}");
             assert_eq!(ran, (0..taken).collect::<Vec<_>>(), "ends {ends:#b}");
         }
     }
