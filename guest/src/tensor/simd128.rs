@@ -552,6 +552,8 @@ fn in_four<const N: usize>(acc: &mut [v128; N], mut part: impl FnMut(&mut [v128;
 #[inline(always)]
 fn steps<const S: usize, A>(acc: &mut A, ends: u32, mut step: impl FnMut(&mut A, usize)) -> usize {
     const { assert!(S == 16 || S == 32) };
+    // Written out: as a loop over the groups of four, LLVM kept the loop, and the product ran at
+    // three quarters of the speed.
     'turn: {
         if four_steps(acc, ends, 0, &mut step) {
             break 'turn;
@@ -582,8 +584,8 @@ fn steps<const S: usize, A>(acc: &mut A, ends: u32, mut step: impl FnMut(&mut A,
     (ends.trailing_zeros() as usize + 1).min(S)
 }
 
-/// Steps `first` to `first + 3` of a loop turn (see `steps`), written out: true if the turn ends
-/// after one of them.
+/// Steps `first` to `first + 3` of a loop turn (see `steps`), written out as `steps` is: true if
+/// the turn ends after one of them.
 #[inline(always)]
 fn four_steps<A>(acc: &mut A, ends: u32, first: usize, step: &mut impl FnMut(&mut A, usize)) -> bool {
     let ends_after = |i: usize| ends >> i & 1 != 0;
