@@ -235,10 +235,14 @@ fn product_q8_0<const K: usize>(
 ) {
     let k = if K == 0 { k } else { K };
     let (blocks, row_bytes) = (k / 32, k / 32 * 34);
+    // Where rows start, for `row_dots`: `check_q8_0_shapes` has checked that w holds n rows of
+    // `row_bytes` bytes and `blocks` scales, and x `rows` rows of k values and `blocks` scales.
     let weight_row =
-        |j: usize| (&w.blocks[j * row_bytes..(j + 1) * row_bytes], &w.scales[j * blocks..(j + 1) * blocks]);
+        |j: usize| (w.blocks.as_ptr().wrapping_add(j * row_bytes), w.scales.as_ptr().wrapping_add(j * blocks));
+    let input_row = |t: usize| (x.values.as_ptr().wrapping_add(t * k), x.scales.as_ptr().wrapping_add(t * blocks));
     if rows == 1 {
-        matvec_q8_0::<K>(&mut out[..n], x, weight_row, bias.map(|b| &b[..n]), k);
+        // SAFETY: as above, for input row 0 and weight rows 0..n.
+        unsafe { matvec_q8_0::<K>(&mut out[..n], input_row(0), weight_row(0), bias.map(|b| &b[..n]), k) };
         return;
     }
     for j in 0..n {
@@ -246,87 +250,97 @@ fn product_q8_0<const K: usize>(
         let mut t = 0;
         // Two input rows at a time share the weight row's loads.
         while t + 2 <= rows {
-            let acc = row_dots::<2, 1, 2>([weight_row(j)], x, t, k, blocks);
+            // SAFETY: weight row j < n, input rows t and t + 1 < rows.
+            let acc = unsafe { row_dots::<2, 1, 2>([weight_row(j)], input_row(t), k, blocks) };
             for (a, acc) in acc.into_iter().enumerate() {
                 out[(t + a) * stride + j] = output(acc);
             }
             t += 2;
         }
         if t < rows {
-            let [acc] = row_dots::<1, 1, 1>([weight_row(j)], x, t, k, blocks);
+            // SAFETY: weight row j < n, input row t < rows.
+            let [acc] = unsafe { row_dots::<1, 1, 1>([weight_row(j)], input_row(t), k, blocks) };
             out[t * stride + j] = output(acc);
         }
     }
 }
 
-/// `matmul_q8_0` for one input row (decode) against the `n = out.len()` rows that `weight_row`
-/// gives (each a row's blocks and its scales), in a function of its own: the loop over the rows
-/// then keeps its few values in registers. Rows `j` and `j + n/2` go together, so the two halves
-/// of the matrix stream side by side and share the input's loads. `K` is the row width when it
-/// is a constant, 0 when it is `k`.
+/// `matmul_q8_0` for the one input row `x` (decode) against the `n = out.len()` weight rows from
+/// `w`, in a function of its own: the loop over the rows then keeps its few values in registers.
+/// Rows `j` and `j + n/2` go together, so the two halves of the matrix stream side by side and
+/// share the input's loads. `K` is the row width when it is a constant, 0 when it is `k`.
+///
+/// # Safety
+///
+/// `x` holds k values and k / 32 scales, and `w` n rows of k / 32 blocks and as many scales.
 #[inline(never)]
-fn matvec_q8_0<'w, const K: usize>(
-    out: &mut [f32],
-    x: &QuantizedRows,
-    weight_row: impl Fn(usize) -> (&'w [u8], &'w [f32]),
-    bias: Option<&[f32]>,
-    k: usize,
-) {
+unsafe fn matvec_q8_0<const K: usize>(out: &mut [f32], x: InputRows, w: WeightRow, bias: Option<&[f32]>, k: usize) {
     let k = if K == 0 { k } else { K };
-    let blocks = k / 32;
+    let (blocks, row_bytes) = (k / 32, k / 32 * 34);
+    let weight_row = |j: usize| (w.0.wrapping_add(j * row_bytes), w.1.wrapping_add(j * blocks));
     let output = |acc: v128, j: usize| horizontal_sum(acc) + bias.map_or(0.0, |b| b[j]);
     let half = out.len() / 2;
-    for j in 0..half {
-        let [first, second] = row_dots::<1, 2, 2>([weight_row(j), weight_row(j + half)], x, 0, k, blocks);
-        out[j] = output(first, j);
-        out[j + half] = output(second, j + half);
+    let (first, second) = out.split_at_mut(half);
+    for (j, (first, second)) in first.iter_mut().zip(second.iter_mut()).enumerate() {
+        // SAFETY: weight rows j and j + half < n.
+        let [a, b] = unsafe { row_dots::<1, 2, 2>([weight_row(j), weight_row(j + half)], x, k, blocks) };
+        *first = output(a, j);
+        *second = output(b, j + half);
     }
     if out.len() % 2 == 1 {
         let j = out.len() - 1;
-        let [acc] = row_dots::<1, 1, 1>([weight_row(j)], x, 0, k, blocks);
+        // SAFETY: weight row j < n.
+        let [acc] = unsafe { row_dots::<1, 1, 1>([weight_row(j)], x, k, blocks) };
         out[j] = output(acc, j);
     }
 }
+
+/// Where a Q8_0 weight row's blocks and its f32 scales start.
+type WeightRow = (*const u8, *const f32);
+
+/// Where a quantized input row's values and its scales start (the next row's are k values and
+/// k / 32 scales on).
+type InputRows = (*const i8, *const f32);
 
 /// Pointers to one block of `W` Q8_0 weight rows and their scales, and of `T` quantized input
 /// rows and their scales.
 type Starts<const T: usize, const W: usize> = ([*const u8; W], [*const f32; W], [*const i8; T], [*const f32; T]);
 
-/// The float accumulators of input rows `t0..t0+T` against `W` Q8_0 weight rows (each its blocks
-/// and its scales), `TW = T·W` of them, input row by input row. In each block, int32 lane `l`
-/// sums the products of values `8c + 2l` and `8c + 2l + 1` for c in 0..4.
+/// The float accumulators of the `T` input rows from `x` against `W` Q8_0 weight rows, `TW = T·W`
+/// of them, input row by input row. In each block, int32 lane `l` sums the products of values
+/// `8c + 2l` and `8c + 2l + 1` for c in 0..4.
+///
+/// # Safety
+///
+/// Each weight row holds `blocks` blocks (34 bytes each) and `blocks` scales from its starts,
+/// and each of the T input rows k = 32·`blocks` values and `blocks` scales.
 #[inline(always)]
-fn row_dots<const T: usize, const W: usize, const TW: usize>(
-    w_rows: [(&[u8], &[f32]); W],
-    x: &QuantizedRows,
-    t0: usize,
+unsafe fn row_dots<const T: usize, const W: usize, const TW: usize>(
+    w_rows: [WeightRow; W],
+    (x_values, x_scales): InputRows,
     k: usize,
     blocks: usize,
 ) -> [v128; TW] {
-    for (w_row, w_scales) in w_rows {
-        assert!(w_row.len() >= 34 * blocks && w_scales.len() >= blocks);
-    }
-    assert!(x.values.len() >= (t0 + T) * k && x.scales.len() >= (t0 + T) * blocks);
     // Where block b starts in each weight row and its scales, and in each input row and its
     // scales, as pointers LLVM cannot see through: the blocks of a loop turn are then constant
     // offsets from them, which become the offsets of the wasm loads instead of an address
     // addition per load.
     let starts = |b: usize| {
-        // SAFETY: b < blocks, so each start lies inside its row (asserted above).
+        // SAFETY: b < blocks, so each start lies inside its row.
         core::hint::black_box(unsafe {
             (
-                w_rows.map(|(w_row, _)| w_row.as_ptr().add(34 * b)),
-                w_rows.map(|(_, w_scales)| w_scales.as_ptr().add(b)),
-                core::array::from_fn::<_, T, _>(|a| x.values.as_ptr().add((t0 + a) * k + 32 * b)),
-                core::array::from_fn::<_, T, _>(|a| x.scales.as_ptr().add((t0 + a) * blocks + b)),
+                w_rows.map(|(w_row, _)| w_row.add(34 * b)),
+                w_rows.map(|(_, w_scales)| w_scales.add(b)),
+                core::array::from_fn::<_, T, _>(|a| x_values.add(a * k + 32 * b)),
+                core::array::from_fn::<_, T, _>(|a| x_scales.add(a * blocks + b)),
             )
         })
     };
     // Block u from `starts`; lane u % 4 of `scales` holds its weight scale × input scale for each
     // (input row, weight row).
     // SAFETY (for the loads): the caller keeps b + u < blocks, so the block lies inside the
-    // weight rows and inside input rows t0..t0+T, and its scales inside the scale rows (asserted
-    // above).
+    // weight rows and inside the T input rows, and its scales inside the scale rows (this
+    // function's contract).
     let block = |acc: &mut [v128; TW], (w_blocks, _, x_blocks, _): Starts<T, W>, u: usize, scales: [v128; TW]| unsafe {
         let mut sums = [i32x4_splat(0); TW];
         for c in 0..4 {
