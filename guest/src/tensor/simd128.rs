@@ -306,9 +306,9 @@ type InputRows = (*const i8, *const f32);
 /// rows and their scales.
 type Starts<const T: usize, const W: usize> = ([*const u8; W], [*const f32; W], [*const i8; T], [*const f32; T]);
 
-/// The float accumulators of the `T` input rows from `x` against `W` Q8_0 weight rows, `TW = T·W`
-/// of them, input row by input row. In each block, int32 lane `l` sums the products of values
-/// `8c + 2l` and `8c + 2l + 1` for c in 0..4.
+/// The float accumulators of the `T` input rows from `x_values` (their scales from `x_scales`)
+/// against `W` Q8_0 weight rows, `TW = T·W` of them, input row by input row. In each block,
+/// int32 lane `l` sums the products of values `8c + 2l` and `8c + 2l + 1` for c in 0..4.
 ///
 /// # Safety
 ///
