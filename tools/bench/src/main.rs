@@ -116,6 +116,20 @@ struct Measurement {
     guest_memory_bytes: u64,
 }
 
+impl Measurement {
+    /// The median of each figure over `rounds`.
+    fn median(rounds: &[Measurement]) -> Measurement {
+        let of = |f: fn(&Measurement) -> f64| median(&mut rounds.iter().map(f).collect::<Vec<_>>());
+        Measurement {
+            load_s: of(|m| m.load_s),
+            prefill_tps: of(|m| m.prefill_tps),
+            decode_tps: of(|m| m.decode_tps),
+            peak_rss_bytes: of(|m| m.peak_rss_bytes as f64) as u64,
+            guest_memory_bytes: of(|m| m.guest_memory_bytes as f64) as u64,
+        }
+    }
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
     match args.command {
@@ -168,8 +182,17 @@ fn compare(args: &Args) -> Result<()> {
     println!("|---|---|---|---|---|---|---|");
     for model in &args.models {
         let name = model.file_name().and_then(|n| n.to_str()).unwrap_or("model");
-        let wasm = measure_in_child(Engine::Wasm, model, args)?;
-        let native = measure_in_child(Engine::Native, model, args)?;
+        // The component and llama-bench take turns, a run each, so that the machine's load, which
+        // moves from minute to minute, meets both alike.
+        let (mut rounds, mut llama_rounds) = (Vec::new(), Vec::new());
+        for _ in 0..args.runs {
+            rounds.push(measure_in_child(Engine::Wasm, model, args, 1)?);
+            if let Some(llama) = &args.llama_bench {
+                llama_rounds.push(llama_bench(llama, model, args)?);
+            }
+        }
+        let wasm = Measurement::median(&rounds);
+        let native = measure_in_child(Engine::Native, model, args, args.runs)?;
         for (engine, m) in [("wasm (wasmtime)", &wasm), ("native", &native)] {
             println!(
                 "| {name} | {engine} | {:.2} | {:.1} | {:.1} | {:.0} | {} |",
@@ -189,13 +212,17 @@ fn compare(args: &Args) -> Result<()> {
             wasm.prefill_tps / native.prefill_tps,
             wasm.decode_tps / native.decode_tps
         );
-        if let Some(llama) = &args.llama_bench {
-            let (pp, tg) = llama_bench(llama, model, args)?;
+        if !llama_rounds.is_empty() {
+            let of_rounds = |f: &dyn Fn(&Measurement, &(f64, f64)) -> f64| {
+                median(&mut rounds.iter().zip(&llama_rounds).map(|(m, l)| f(m, l)).collect::<Vec<_>>())
+            };
+            let (pp, tg) = (of_rounds(&|_, l| l.0), of_rounds(&|_, l| l.1));
             println!("| {name} | llama-bench | | {pp:.1} | {tg:.1} | | |");
+            // Each round's own ratio, then their median: a round's two runs met the same load.
             println!(
                 "| {name} | wasm / llama.cpp | | {:.2} | {:.2} | | |",
-                wasm.prefill_tps / pp,
-                wasm.decode_tps / tg
+                of_rounds(&|m, l| m.prefill_tps / l.0),
+                of_rounds(&|m, l| m.decode_tps / l.1)
             );
         }
     }
@@ -330,7 +357,8 @@ fn llama_batched_bench(
         .collect())
 }
 
-fn measure_in_child(engine: Engine, model: &Path, args: &Args) -> Result<Measurement> {
+/// `measure` in a child process, `runs` times.
+fn measure_in_child(engine: Engine, model: &Path, args: &Args, runs: usize) -> Result<Measurement> {
     let engine_name = match engine {
         Engine::Wasm => "wasm",
         Engine::Native => "native",
@@ -338,7 +366,7 @@ fn measure_in_child(engine: Engine, model: &Path, args: &Args) -> Result<Measure
     let output = Command::new(std::env::current_exe()?)
         .args(["measure", "--engine", engine_name, "--model"])
         .arg(model)
-        .args(["--runs", &args.runs.to_string(), "--prompt-tokens", &args.prompt_tokens.to_string()])
+        .args(["--runs", &runs.to_string(), "--prompt-tokens", &args.prompt_tokens.to_string()])
         .args(["--gen-tokens", &args.gen_tokens.to_string(), "--cache-dir"])
         .arg(&args.cache_dir)
         .output()?;
@@ -475,10 +503,13 @@ fn measure(
             let guest = guest.as_mut().ok_or_else(|| anyhow!("--runs must be at least 1"))?;
             let deadline = Instant::now() + Duration::from_secs(600);
             let prompt = prompt_ids(guest.tokenize(PROMPT_TEXT, deadline).map_err(|e| anyhow!("{e}"))?, prompt_tokens);
-            for _ in 0..runs {
+            // The first run warms up and is not counted, as llama-bench does.
+            for run in 0..=runs {
                 let (p, d, n) = time_in_guest(guest, &[&prompt], gen_tokens, PROMPT_BUDGET)?;
-                prefill.push(prompt.len() as f64 / p);
-                decode.push(n as f64 / d);
+                if run > 0 {
+                    prefill.push(prompt.len() as f64 / p);
+                    decode.push(n as f64 / d);
+                }
             }
         }
         Engine::Native => {
@@ -494,13 +525,16 @@ fn measure(
             let prompt = prompt_ids(model.tokenizer.encode(PROMPT_TEXT), prompt_tokens);
             let options =
                 GenerateOptions { max_tokens: gen_tokens as u32, sampling: SamplingParams::greedy(), stop: vec![] };
-            for _ in 0..runs {
+            // The first run warms up and is not counted, as llama-bench does.
+            for run in 0..=runs {
                 let mut batch = Batch::new(model.clone(), PROMPT_BUDGET as usize);
                 batch.add(&prompt, &options)?;
                 let (p, d, n) =
                     time_batch(1, || Ok(batch.step().into_iter().map(|(id, step)| (id, kind(&step))).collect()))?;
-                prefill.push(prompt.len() as f64 / p);
-                decode.push(n as f64 / d);
+                if run > 0 {
+                    prefill.push(prompt.len() as f64 / p);
+                    decode.push(n as f64 / d);
+                }
             }
         }
     }
@@ -540,13 +574,13 @@ fn cpu_name() -> String {
         .unwrap_or_else(|| "unknown CPU".into())
 }
 
-/// llama-bench's prefill and decode tok/s on `model` with one thread.
+/// llama-bench's prefill and decode tok/s on `model` with one thread, one run after its warm-up.
 fn llama_bench(binary: &Path, model: &Path, args: &Args) -> Result<(f64, f64)> {
     let output = Command::new(binary)
         .arg("-m")
         .arg(model)
         .args(["-p", &args.prompt_tokens.to_string(), "-n", &args.gen_tokens.to_string()])
-        .args(["-t", "1", "-r", &args.runs.to_string(), "-o", "json"])
+        .args(["-t", "1", "-r", "1", "-o", "json"])
         .output()
         .with_context(|| format!("running {}", binary.display()))?;
     if !output.status.success() {

@@ -1,6 +1,6 @@
 //! The benchmark commands run end to end on the tiny model: the default comparison reports both
-//! engines, the batched mode a row per batch size (the numbers are for the README, not for
-//! asserting).
+//! engines and takes turns with llama-bench, the batched mode a row per batch size (the numbers
+//! are for the README, not for asserting).
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -49,4 +49,40 @@ fn batched_mode_reports_a_row_per_batch_size() {
     for row in ["| wasm | 1 | 1 |", "| wasm | 1 | 3 |", "| wasm | 2 | 1 |", "| wasm | 2 | 3 |"] {
         assert!(cell(&stdout, row, 7) > 0.0, "{row}: S_TG in\n{stdout}");
     }
+}
+
+#[test]
+fn llama_bench_runs_once_a_round_between_the_components_runs() {
+    // A stand-in for llama-bench that logs its arguments and reports fixed speeds.
+    let scratch = root().join("target/test-scratch/fake-llama-bench");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let (script, log) = (scratch.join("llama-bench"), scratch.join("calls.log"));
+    let _ = std::fs::remove_file(&log);
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> '{}'\necho '[{{\"n_prompt\": 8, \"n_gen\": 0, \"avg_ts\": 500.0}}, {{\"n_prompt\": 0, \"n_gen\": 4, \"avg_ts\": 100.0}}]'\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    let mut permissions = std::fs::metadata(&script).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+    std::fs::set_permissions(&script, permissions).unwrap();
+
+    let stdout =
+        bench(&["--runs", "3", "--prompt-tokens", "8", "--gen-tokens", "4", "--llama-bench", script.to_str().unwrap()]);
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(calls.lines().count(), 3, "one llama-bench run a round:\n{calls}");
+    assert!(calls.lines().all(|c| c.contains("-t 1 -r 1")), "{calls}");
+    assert_eq!(cell(&stdout, "| llama-bench |", 4), 500.0);
+    assert_eq!(cell(&stdout, "| llama-bench |", 5), 100.0);
+    // The llama.cpp speeds are the same every round, so the median of the rounds' ratios is the
+    // component's median over them.
+    let ratio = |column: usize, speed: f64| format!("{:.2}", cell(&stdout, "wasm (wasmtime)", column) / speed);
+    let line = stdout.lines().find(|l| l.contains("wasm / llama.cpp")).unwrap();
+    assert_eq!(
+        line,
+        format!("| model-f32.gguf | wasm / llama.cpp | | {} | {} | | |", ratio(4, 500.0), ratio(5, 100.0))
+    );
 }
