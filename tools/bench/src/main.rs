@@ -33,9 +33,10 @@ struct Args {
     command: Option<Subcommands>,
     /// GGUF model files to measure.
     models: Vec<PathBuf>,
-    /// Repetitions; the medians are reported.
-    #[arg(long, default_value_t = 5)]
-    runs: usize,
+    /// Rounds, each a run of the component and one of llama-bench (the native build makes as many
+    /// runs in one process); the medians are reported.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    runs: u32,
     /// Prompt length for the prefill measurement.
     #[arg(long, default_value_t = 128)]
     prompt_tokens: usize,
@@ -175,7 +176,7 @@ fn compare(args: &Args) -> Result<()> {
     if args.models.is_empty() {
         bail!("name at least one GGUF model file (see --help)");
     }
-    println!("machine: {}; one thread; {} runs, medians", cpu_name(), args.runs);
+    println!("machine: {}; one thread; {} rounds, medians", cpu_name(), args.runs);
     println!("prefill = {} prompt tokens, decode = {} generated tokens; tok/s", args.prompt_tokens, args.gen_tokens);
     println!();
     println!("| model | engine | load s | prefill tok/s | decode tok/s | peak RSS MiB | guest memory MiB |");
@@ -192,7 +193,7 @@ fn compare(args: &Args) -> Result<()> {
             }
         }
         let wasm = Measurement::median(&rounds);
-        let native = measure_in_child(Engine::Native, model, args, args.runs)?;
+        let native = measure_in_child(Engine::Native, model, args, args.runs as usize)?;
         for (engine, m) in [("wasm (wasmtime)", &wasm), ("native", &native)] {
             println!(
                 "| {name} | {engine} | {:.2} | {:.1} | {:.1} | {:.0} | {} |",

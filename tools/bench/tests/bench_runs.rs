@@ -86,3 +86,15 @@ fn llama_bench_runs_once_a_round_between_the_components_runs() {
         format!("| model-f32.gguf | wasm / llama.cpp | | {} | {} | | |", ratio(4, 500.0), ratio(5, 100.0))
     );
 }
+
+#[test]
+fn a_comparison_needs_at_least_one_round() {
+    let output = Command::new(env!("CARGO_BIN_EXE_llorch-bench"))
+        .args(["--runs", "0"])
+        .arg(root().join("models/tiny-synthetic/model-f32.gguf"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("invalid value '0' for '--runs"), "{stderr}");
+}
