@@ -483,9 +483,9 @@ fn measure(
     gen_tokens: usize,
     cache_dir: &Path,
 ) -> Result<Measurement> {
-    let (mut prefill, mut decode, mut load) = (Vec::new(), Vec::new(), Vec::new());
+    let mut load = Vec::new();
     let memory = Arc::new(AtomicU64::new(0));
-    match engine {
+    let (mut prefill, mut decode) = match engine {
         Engine::Wasm => {
             let cache = ComponentCache::open(cache_dir)?;
             let runtime = Runtime::new(Some(cache))?;
@@ -504,14 +504,7 @@ fn measure(
             let guest = guest.as_mut().ok_or_else(|| anyhow!("--runs must be at least 1"))?;
             let deadline = Instant::now() + Duration::from_secs(600);
             let prompt = prompt_ids(guest.tokenize(PROMPT_TEXT, deadline).map_err(|e| anyhow!("{e}"))?, prompt_tokens);
-            // The first run warms up and is not counted, as llama-bench does.
-            for run in 0..=runs {
-                let (p, d, n) = time_in_guest(guest, &[&prompt], gen_tokens, PROMPT_BUDGET)?;
-                if run > 0 {
-                    prefill.push(prompt.len() as f64 / p);
-                    decode.push(n as f64 / d);
-                }
-            }
+            timed_runs(runs, prompt.len(), || time_in_guest(guest, &[&prompt], gen_tokens, PROMPT_BUDGET))?
         }
         Engine::Native => {
             let path = model.to_str().ok_or_else(|| anyhow!("model path is not UTF-8"))?;
@@ -526,19 +519,13 @@ fn measure(
             let prompt = prompt_ids(model.tokenizer.encode(PROMPT_TEXT), prompt_tokens);
             let options =
                 GenerateOptions { max_tokens: gen_tokens as u32, sampling: SamplingParams::greedy(), stop: vec![] };
-            // The first run warms up and is not counted, as llama-bench does.
-            for run in 0..=runs {
+            timed_runs(runs, prompt.len(), || {
                 let mut batch = Batch::new(model.clone(), PROMPT_BUDGET as usize);
                 batch.add(&prompt, &options)?;
-                let (p, d, n) =
-                    time_batch(1, || Ok(batch.step().into_iter().map(|(id, step)| (id, kind(&step))).collect()))?;
-                if run > 0 {
-                    prefill.push(prompt.len() as f64 / p);
-                    decode.push(n as f64 / d);
-                }
-            }
+                time_batch(1, || Ok(batch.step().into_iter().map(|(id, step)| (id, kind(&step))).collect()))
+            })?
         }
-    }
+    };
     Ok(Measurement {
         load_s: median(&mut load),
         prefill_tps: median(&mut prefill),
@@ -546,6 +533,23 @@ fn measure(
         peak_rss_bytes: peak_rss()?,
         guest_memory_bytes: memory.load(Ordering::Relaxed),
     })
+}
+
+/// Prefill and decode tok/s of `runs` runs of a `prompt_len`-token prompt, each timed by `run` as
+/// `time_batch` times it, after one more that warms up and is not counted, as llama-bench does.
+fn timed_runs(
+    runs: usize,
+    prompt_len: usize,
+    mut run: impl FnMut() -> Result<(f64, f64, usize)>,
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    run()?;
+    let (mut prefill, mut decode) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let (p, d, n) = run()?;
+        prefill.push(prompt_len as f64 / p);
+        decode.push(n as f64 / d);
+    }
+    Ok((prefill, decode))
 }
 
 fn median(values: &mut [f64]) -> f64 {
