@@ -141,6 +141,12 @@ pub struct QuantizedRows {
     pub values: Vec<i8>,
     /// `[rows, k / 32]`
     pub scales: Vec<f32>,
+    /// `values` as int16 `[rows, k]`, and
+    pub wide_values: Vec<i16>,
+    /// each scale four times `[rows, k / 32, 4]`: the forms in which the SIMD128 product of two
+    /// or more input rows multiplies them straight from memory, without a step to widen the
+    /// values or spread a scale over the lanes.
+    pub splat_scales: Vec<f32>,
 }
 
 impl QuantizedRows {
@@ -151,6 +157,10 @@ impl QuantizedRows {
         self.values.resize(rows * k, 0);
         self.scales.resize(rows * k / 32, 0.0);
         kernels::quantize_q8_0(&mut self.values, &mut self.scales, &x[..rows * k]);
+        self.wide_values.clear();
+        self.wide_values.extend(self.values[..rows * k].iter().map(|&v| i16::from(v)));
+        self.splat_scales.clear();
+        self.splat_scales.extend(self.scales[..rows * k / 32].iter().flat_map(|&d| [d; 4]));
     }
 }
 
@@ -184,6 +194,7 @@ pub(crate) fn check_q8_0_shapes(
     assert!(k.is_multiple_of(32), "Q8_0 rows are whole blocks");
     let (blocks, row_bytes) = (k / 32, k / 32 * 34);
     assert!(x.values.len() >= rows * k && x.scales.len() >= rows * blocks);
+    assert!(x.wide_values.len() >= rows * k && x.splat_scales.len() >= 4 * rows * blocks);
     assert!(w.blocks.len() >= n * row_bytes && w.scales.len() >= n * blocks);
     check_output_shapes(out, stride, bias, rows, n);
     (row_bytes, blocks)
