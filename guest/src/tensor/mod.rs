@@ -141,11 +141,11 @@ pub struct QuantizedRows {
     pub values: Vec<i8>,
     /// `[rows, k / 32]`
     pub scales: Vec<f32>,
-    /// `values` as int16 `[rows, k]`, and
+    /// `values` as int16 `[rows, k]`: with `splat_scales`, the forms in which the SIMD128
+    /// product of two or more input rows multiplies them straight from memory, without a step
+    /// to widen the values or to spread a scale over the lanes.
     pub wide_values: Vec<i16>,
-    /// each scale four times `[rows, k / 32, 4]`: the forms in which the SIMD128 product of two
-    /// or more input rows multiplies them straight from memory, without a step to widen the
-    /// values or spread a scale over the lanes.
+    /// `scales`, each four times `[rows, k / 32, 4]` (see `wide_values`).
     pub splat_scales: Vec<f32>,
 }
 

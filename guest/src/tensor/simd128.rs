@@ -419,7 +419,7 @@ type RowStarts<const W: usize> = ([*const u8; W], [*const f32; W], *const i8, *c
 /// row's values are multiplied with them in pairs into int32 lanes straight from memory (lane `l`
 /// sums the products of values `8c + 2l` and `8c + 2l + 1` for c in 0..4, as in `row_dots`),
 /// then scaled by the weight scale × its spread scale. Each input row's sum is settled before
-/// the next one's loads: left to themselves, LLVM put all of a block's loads first, more values
+/// the next one's loads: left to itself, LLVM put all of a block's loads first, more values
 /// than there are registers.
 ///
 /// # Safety
@@ -496,7 +496,9 @@ type BatchStarts<const T: usize> = (*const u8, *const f32, [*const i16; T], [*co
 /// heads included) are straight-line code, without a loop back-edge and its spills; where the
 /// width is a constant (`matmul_q8_0`'s copies), so are the branches. They share one start, so
 /// each turn's loads have offsets of their own: turns that differed only in their starts would
-/// be merged back into one copy with jumps between them.
+/// be merged back into one copy with jumps between them. The callers write their turns out (two
+/// groups of four blocks): handed one group for `by_turns` to take twice, LLVM stopped inlining
+/// decode's groups into their turns.
 #[inline(always)]
 fn by_turns<A, S: Copy>(
     acc: &mut A,
