@@ -141,9 +141,9 @@ pub struct QuantizedRows {
     pub values: Vec<i8>,
     /// `[rows, k / 32]`
     pub scales: Vec<f32>,
-    /// `values` as int16 `[rows, k]`: with `splat_scales`, the forms in which the SIMD128
-    /// product of two or more input rows multiplies them straight from memory, without a step
-    /// to widen the values or to spread a scale over the lanes.
+    /// `values` as int16 `[rows, k]`, when there are two or more rows: with `splat_scales`, the
+    /// forms in which the SIMD128 product of several input rows multiplies them straight from
+    /// memory, without a step to widen the values or to spread a scale over the lanes.
     pub wide_values: Vec<i16>,
     /// `scales`, each four times `[rows, k / 32, 4]` (see `wide_values`).
     pub splat_scales: Vec<f32>,
@@ -157,6 +157,10 @@ impl QuantizedRows {
         self.values.resize(rows * k, 0);
         self.scales.resize(rows * k / 32, 0.0);
         kernels::quantize_q8_0(&mut self.values, &mut self.scales, &x[..rows * k]);
+        // One row (decode) is multiplied from `values`.
+        if rows < 2 {
+            return;
+        }
         self.wide_values.clear();
         self.wide_values.extend(self.values[..rows * k].iter().map(|&v| i16::from(v)));
         self.splat_scales.clear();
@@ -194,7 +198,7 @@ pub(crate) fn check_q8_0_shapes(
     assert!(k.is_multiple_of(32), "Q8_0 rows are whole blocks");
     let (blocks, row_bytes) = (k / 32, k / 32 * 34);
     assert!(x.values.len() >= rows * k && x.scales.len() >= rows * blocks);
-    assert!(x.wide_values.len() >= rows * k && x.splat_scales.len() >= 4 * rows * blocks);
+    assert!(rows < 2 || (x.wide_values.len() >= rows * k && x.splat_scales.len() >= 4 * rows * blocks));
     assert!(w.blocks.len() >= n * row_bytes && w.scales.len() >= n * blocks);
     check_output_shapes(out, stride, bias, rows, n);
     (row_bytes, blocks)

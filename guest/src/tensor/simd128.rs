@@ -414,8 +414,8 @@ unsafe fn row_dots<const W: usize>(w_rows: [WeightRow; W], (x_values, x_scales):
 /// scales.
 type RowStarts<const W: usize> = ([*const u8; W], [*const f32; W], *const i8, *const f32);
 
-/// The float accumulators of `T` input rows, in their wide forms from `x`, against one Q8_0
-/// weight row: per block, the weight row's 32 values are widened to int16 once, and each input
+/// The float accumulators of `T` input rows, in their wide forms from `x_values` and
+/// `x_scales`, against one Q8_0 weight row: per block, the weight row's 32 values are widened to int16 once, and each input
 /// row's values are multiplied with them in pairs into int32 lanes straight from memory (lane `l`
 /// sums the products of values `8c + 2l` and `8c + 2l + 1` for c in 0..4, as in `row_dots`),
 /// then scaled by the weight scale × its spread scale. Each input row's sum is settled before
