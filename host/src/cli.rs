@@ -62,8 +62,8 @@ pub struct Args {
     /// Wall-clock limit of one job, in seconds; past it the job ends with TIMEOUT between steps.
     #[arg(long, default_value = "300", value_parser = seconds)]
     pub inference_timeout_sec: Duration,
-    /// Longest one guest call (a prompt chunk or a token) may run, in seconds; a guest past it
-    /// has run away and is stopped, discarded and rebuilt.
+    /// Longest one guest call (a prompt chunk or a token) may run, in seconds of its thread's
+    /// CPU time; a guest past it has run away and is stopped, discarded and rebuilt.
     #[arg(long, default_value = "60", value_parser = seconds)]
     pub guest_call_timeout_sec: Duration,
     /// Cap on each guest's memory in MiB, at most wasm32's 4096 [default: five times the model

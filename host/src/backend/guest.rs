@@ -2,7 +2,7 @@
 //! component, each under a deadline.
 
 use super::checking::Tensor;
-use super::guest_state::GuestState;
+use super::guest_state::{CallBudget, GuestState};
 use super::memory_limit::MemoryLimiter;
 use super::model_file::ModelFile;
 use super::runtime::{EPOCH_TICK, Runtime};
@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 use wasmtime::component::{ResourceAny, ResourceTable};
-use wasmtime::{Store, Trap};
+use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi::WasiCtx;
 
 /// Why a guest call did not return a value.
@@ -176,10 +176,18 @@ pub fn new_store(runtime: &Runtime, limits: &GuestLimits, memory: Arc<AtomicU64>
         wasi: WasiCtx::builder().inherit_stderr().build(),
         table: ResourceTable::new(),
         limiter: MemoryLimiter::new(limits.memory_bytes as usize, memory),
+        budget: CallBudget::default(),
     };
     let mut store = Store::new(&runtime.engine, state);
     store.limiter(|s| &mut s.limiter);
-    store.epoch_deadline_trap();
+    // At the wall-clock deadline the call has used at most its budget of CPU time, often less
+    // when other threads share the cores: it goes on until the CPU time is spent too, so a
+    // loaded machine does not make a healthy call a runaway.
+    store.epoch_deadline_callback(|store| {
+        let CallBudget { started, limit } = store.data().budget;
+        let left = limit.saturating_sub(thread_cpu_time().saturating_sub(started));
+        if left.is_zero() { Err(Trap::Interrupt.into()) } else { Ok(UpdateDeadline::Continue(ticks(left))) }
+    });
     set_deadline(&mut store, Instant::now() + limits.load_timeout);
     store
 }
@@ -208,11 +216,26 @@ pub fn hand_over(
         .map_err(CallError::Refused)
 }
 
-/// Makes the store trap once the epoch passes `deadline`.
+/// Gives the next call until `deadline` of this thread's CPU time; the store traps once the
+/// call has used it up.
 fn set_deadline(store: &mut Store<GuestState>, deadline: Instant) {
-    let remaining = deadline.saturating_duration_since(Instant::now());
-    let ticks = remaining.as_millis() / EPOCH_TICK.as_millis() + 1;
-    store.set_epoch_deadline(ticks as u64);
+    let limit = deadline.saturating_duration_since(Instant::now());
+    store.data_mut().budget = CallBudget { started: thread_cpu_time(), limit };
+    store.set_epoch_deadline(ticks(limit));
+}
+
+/// Epoch ticks that last at least `time`.
+fn ticks(time: Duration) -> u64 {
+    (time.as_millis() / EPOCH_TICK.as_millis()) as u64 + 1
+}
+
+/// CPU time used by the calling thread, which runs the guest's calls.
+fn thread_cpu_time() -> Duration {
+    let mut time = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `time` is a valid timespec for the call to write.
+    let status = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut time) };
+    assert_eq!(status, 0, "this thread's CPU clock is readable");
+    Duration::new(time.tv_sec as u64, time.tv_nsec as u32)
 }
 
 /// A wasmtime error from a call: always a trap or host failure, after which the instance is
