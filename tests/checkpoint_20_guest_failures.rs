@@ -4,7 +4,7 @@
 //! next job succeeds.
 
 use crate::support::worker::{SseEvent, Worker, terminal, text_of};
-use crate::support::{kjv, scratch};
+use crate::support::{RUNAWAY_LIMIT, kjv, scratch};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,10 +15,6 @@ use std::time::{Duration, Instant};
 fn long_prompt() -> String {
     "The quick brown fox jumps over the lazy dog. ".repeat(60)
 }
-
-/// Limit of one guest call in the tests that want a runaway: a 64-token prompt chunk of the
-/// 124M model runs past it, one decode step stays well within it.
-const RUNAWAY_LIMIT: &str = "0.4";
 
 /// Polls `/health` on a thread until stopped; returns every status seen with its body.
 struct HealthWatch {

@@ -114,9 +114,15 @@ fn concurrent_jobs_over_slots_and_batches_get_the_text_they_get_alone() {
 #[test]
 fn a_trap_in_one_slot_leaves_the_other_serving() {
     let model = crate::support::gpt2_124m();
-    // A 64-token prompt chunk of the 124M model runs past 0.4 s; one decode step stays within it.
-    let worker =
-        Worker::start(&["--model", model.to_str().unwrap(), "--slots", "2", "--guest-call-timeout-sec", "0.4"]);
+    // A 64-token prompt chunk of the 124M model runs past the limit; one decode step stays within it.
+    let worker = Worker::start(&[
+        "--model",
+        model.to_str().unwrap(),
+        "--slots",
+        "2",
+        "--guest-call-timeout-sec",
+        crate::support::RUNAWAY_LIMIT,
+    ]);
     let mut steady = worker.stream(&json!({"job_id": "steady", "prompt": "Hello", "max_tokens": 60}));
     assert_eq!(steady.next().unwrap().name, "started");
     let long = "The quick brown fox jumps over the lazy dog. ".repeat(30);

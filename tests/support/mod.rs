@@ -57,6 +57,13 @@ pub fn kjv() -> PathBuf {
     model_file("kjv-fortunes-18m/model-f16.gguf")
 }
 
+/// Limit of one guest call (`--guest-call-timeout-sec`, CPU time) in the tests that want a
+/// runaway guest. On the synthetic 124M model, one 64-token prompt chunk takes about 0.4 s on
+/// this project's machine and one decode step 20–35 ms, about fifteen times less; the limit sits
+/// near the geometric mean of the two, so the chunk runs past it and the step stays within it
+/// with two to four times its time in hand, on a machine faster or slower than this one.
+pub const RUNAWAY_LIMIT: &str = "0.15";
+
 /// The synthetic 124M-shape model with F32 weights, rebuilt once per checkout under target/.
 pub fn gpt2_124m() -> PathBuf {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
