@@ -19,7 +19,7 @@ pub struct GuestState {
 pub struct CallBudget {
     /// The calling thread's CPU time when the call began.
     pub started: Duration,
-    /// How much more of it the call may use.
+    /// How much of it the call may use from `started` on.
     pub limit: Duration,
 }
 
